@@ -1,0 +1,31 @@
+"""Sphinx configuration. Sources live in docs/; build with `make html`."""
+
+project = "evasync"
+author = "the evasync developers"
+copyright = "2026, the evasync developers"
+
+extensions = [
+    "myst_parser",
+    "sphinx.ext.autodoc",
+    "sphinx.ext.napoleon",
+    "sphinx.ext.intersphinx",
+    "sphinx.ext.viewcode",
+    "sphinx_copybutton",
+]
+
+source_suffix = {".md": "markdown"}
+exclude_patterns = ["_build", "**/conftest.py"]
+myst_enable_extensions = ["colon_fence", "deflist"]
+myst_heading_anchors = 3
+
+autodoc_member_order = "bysource"
+autodoc_typehints = "description"
+napoleon_google_docstring = True
+napoleon_numpy_docstring = False
+
+intersphinx_mapping = {}
+
+html_theme = "furo"
+html_title = "evasync"
+copybutton_prompt_text = r">>> |\.\.\. |\$ |> "
+copybutton_prompt_is_regexp = True

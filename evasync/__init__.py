@@ -1,0 +1,27 @@
+"""evasync: ``delay``, ``@interactive`` and ``run_async`` for Twisted text-game servers."""
+
+from .api import create_object, delay, get_object, search_object
+from .errors import EvasyncError, NotPersistableError, ObjectDeletedError, StoreError
+from .objects import DefaultCharacter, DefaultObject
+from .runtime import TASK_HANDLER, Runtime, get_runtime, set_runtime, use_runtime
+from .tasks import Task, TaskHandler
+
+__all__ = [
+    "TASK_HANDLER",
+    "DefaultCharacter",
+    "DefaultObject",
+    "EvasyncError",
+    "NotPersistableError",
+    "ObjectDeletedError",
+    "Runtime",
+    "StoreError",
+    "Task",
+    "TaskHandler",
+    "create_object",
+    "delay",
+    "get_object",
+    "get_runtime",
+    "search_object",
+    "set_runtime",
+    "use_runtime",
+]

@@ -1,0 +1,195 @@
+"""Turn callbacks and plain data into JSON for the store, and back, without pickle.
+
+Every container is tagged so that types survive the round trip: a tuple stays a tuple, a set a
+set, and dict keys keep their types. Stored game objects travel as references by id. Anything
+else is refused with :class:`~evasync.errors.NotPersistableError` naming what was refused.
+"""
+
+from __future__ import annotations
+
+import base64
+import importlib
+import json
+from typing import Any, Callable
+
+from .errors import NotPersistableError
+
+_SCALARS = (type(None), bool, int, float, str)
+
+_HOW_TO_FIX = (
+    "persistent tasks can store module-level functions, methods of stored game objects, plain "
+    "data (numbers, strings, bytes, None, bools and lists/tuples/dicts/sets of those) and stored "
+    "game objects"
+)
+
+
+def _is_game_object(value: Any) -> bool:
+    return getattr(type(value), "_evasync_game_object", False)
+
+
+def _describe(value: Any) -> str:
+    text = repr(value)
+    if len(text) > 60:
+        text = text[:57] + "..."
+    return f"{text} (type {type(value).__module__}.{type(value).__qualname__})"
+
+
+def encode(value: Any, where: str) -> Any:
+    """Return a JSON-ready form of ``value``; ``where`` names it in error messages."""
+    kind = type(value)
+    if kind in _SCALARS:
+        return value
+    if kind is list:
+        return [encode(item, f"{where}[{i}]") for i, item in enumerate(value)]
+    if kind is tuple:
+        return {"t": [encode(item, f"{where}[{i}]") for i, item in enumerate(value)]}
+    if kind is set or kind is frozenset:
+        tag = "s" if kind is set else "f"
+        return {tag: [encode(item, f"{where} item") for item in value]}
+    if kind is dict:
+        return {"d": [[encode(k, f"{where} key {k!r}"), encode(v, f"{where}[{k!r}]")]
+                      for k, v in value.items()]}
+    if kind is bytes:
+        return {"b": base64.b64encode(value).decode("ascii")}
+    if _is_game_object(value):
+        if value.id is None or value.deleted:
+            raise NotPersistableError(
+                f"{where} is the deleted game object {value!r}; a persistent task can only "
+                "refer to objects that still exist")
+        return {"o": value.id}
+    if callable(value):
+        hint = ("pass the data the function needs instead, and name the function as the "
+                "task's callback")
+    else:
+        hint = "convert it to plain data (for example a dict of its fields) before storing it"
+    raise NotPersistableError(f"{where} cannot be stored: {_describe(value)}. {_HOW_TO_FIX}; {hint}.")
+
+
+def decode(data: Any, get_object: Callable[[int], Any]) -> Any:
+    """Inverse of :func:`encode`. ``get_object(id)`` returns a stored object or raises LookupError."""
+    kind = type(data)
+    if kind is list:
+        return [decode(item, get_object) for item in data]
+    if kind is not dict:
+        return data
+    (tag, body), = data.items()
+    if tag == "t":
+        return tuple(decode(item, get_object) for item in body)
+    if tag == "d":
+        return {decode(k, get_object): decode(v, get_object) for k, v in body}
+    if tag == "s":
+        return {decode(item, get_object) for item in body}
+    if tag == "f":
+        return frozenset(decode(item, get_object) for item in body)
+    if tag == "b":
+        return base64.b64decode(body)
+    if tag == "o":
+        return get_object(body)
+    raise ValueError(f"unknown tag {tag!r} in stored data")
+
+
+def dumps(value: Any, where: str) -> str:
+    return json.dumps(encode(value, where), separators=(",", ":"))
+
+
+def loads(text: str, get_object: Callable[[int], Any]) -> Any:
+    return decode(json.loads(text), get_object)
+
+
+def object_ids(data: Any) -> set[int]:
+    """All object ids referenced in encoded ``data`` (to check them before a task is restored)."""
+    found: set[int] = set()
+    stack = [data]
+    while stack:
+        item = stack.pop()
+        if type(item) is list:
+            stack.extend(item)
+        elif type(item) is dict:
+            (tag, body), = item.items()
+            if tag == "o":
+                found.add(body)
+            elif tag != "b":
+                stack.append(body)
+    return found
+
+
+# -- callbacks ---------------------------------------------------------------------------------
+
+def encode_callback(callback: Any) -> dict:
+    """Describe ``callback`` by name: an import path, or a stored object's id and method name."""
+    owner = getattr(callback, "__self__", None)
+    name = getattr(callback, "__name__", None)
+    if owner is not None and not isinstance(owner, type) and name is not None:
+        if _is_game_object(owner):
+            if owner.id is None or owner.deleted:
+                raise NotPersistableError(
+                    f"callback {callback!r} is a method of a deleted game object")
+            if not callable(getattr(type(owner), name, None)):
+                raise NotPersistableError(
+                    f"callback {name!r} of {owner!r} is not a method defined on its class "
+                    f"{type(owner).__qualname__}; define it on the class so it can be found "
+                    "again after a reload")
+            return {"obj": owner.id, "method": name}
+        if type(owner).__module__ == "builtins":
+            pass  # e.g. a builtin function; checked by import path below
+        else:
+            owner_kind = f"{type(owner).__module__}.{type(owner).__qualname__}"
+            hint = ""
+            if _is_command(owner):
+                hint = (" A Command instance only lives while the command runs: move the "
+                        "callback onto the character (a method of its typeclass) or into a "
+                        "module-level function that takes the character as an argument.")
+            raise NotPersistableError(
+                f"callback {callback!r} is a method of a {owner_kind} instance, which the store "
+                f"cannot find again after a reload.{hint} {_HOW_TO_FIX}.")
+    module = getattr(callback, "__module__", None)
+    qualname = getattr(callback, "__qualname__", None)
+    if not module or not qualname or "<" in qualname or module == "__main__":
+        why = "lambdas, nested functions and functions of __main__ have no import path"
+        raise NotPersistableError(
+            f"callback {callback!r} cannot be stored: {why}. Use a function defined at the top "
+            "level of an importable module (or a method of a stored game object), and pass "
+            "what it needs as arguments.")
+    try:
+        found = resolve_path(module, qualname)
+    except LookupError:
+        found = None
+    if found is not callback:
+        raise NotPersistableError(
+            f"callback {callback!r} cannot be stored: importing {module}.{qualname} does not "
+            "give back the same object. Use a function defined at the top level of an "
+            "importable module.")
+    return {"path": f"{module}:{qualname}"}
+
+
+def _is_command(owner: Any) -> bool:
+    return any(cls.__name__ == "Command" and cls.__module__.startswith("evasync")
+               for cls in type(owner).__mro__)
+
+
+def resolve_path(module: str, qualname: str) -> Any:
+    """Import ``module`` and follow ``qualname``; LookupError with the reason if that fails."""
+    try:
+        target: Any = importlib.import_module(module)
+    except Exception as exc:  # any import failure means "cannot be resolved"
+        raise LookupError(f"module {module!r} does not import: {exc!r}") from None
+    for part in qualname.split("."):
+        try:
+            target = getattr(target, part)
+        except AttributeError:
+            raise LookupError(f"{module}:{qualname} not found ({part!r} missing)") from None
+    if not callable(target):
+        raise LookupError(f"{module}:{qualname} is not callable")
+    return target
+
+
+def decode_callback(spec: dict, get_object: Callable[[int], Any]) -> Any:
+    """Inverse of :func:`encode_callback`; LookupError with a reason when it cannot be resolved."""
+    if "path" in spec:
+        module, _, qualname = spec["path"].partition(":")
+        return resolve_path(module, qualname)
+    owner = get_object(spec["obj"])
+    method = getattr(owner, spec["method"], None)
+    if not callable(method):
+        raise LookupError(f"{owner!r} has no method {spec['method']!r}")
+    return method

@@ -1,0 +1,127 @@
+"""The runtime: the one place that decides which clock and which store are in use.
+
+Everything else receives them from here. Module-level functions (``evasync.delay`` and friends)
+act on the *current* runtime, which is created on first use with the real reactor and the store
+named by ``$EVASYNC_DB``. Tests install their own (see :mod:`evasync.testing`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from typing import Any, Callable, Iterator
+
+from twisted.internet.interfaces import IReactorTime
+
+from .objects import ObjectRegistry
+from .store import Store
+from .tasks import TaskHandler
+
+
+def _real_reactor() -> Any:
+    from twisted.internet import reactor  # the only import of the global reactor in evasync
+
+    return reactor
+
+
+class Runtime:
+    """Owns a clock, a store and everything scheduled or loaded from it.
+
+    Args:
+        clock: What schedules calls: the real reactor (default) or a
+            ``twisted.internet.task.Clock`` for virtual time.
+        db_path: The SQLite store file; default ``$EVASYNC_DB`` or ``evasync.db``.
+
+    Attributes:
+        clock: The ``IReactorTime`` provider in use.
+        store: The :class:`~evasync.store.Store`.
+        tasks: The :class:`~evasync.tasks.TaskHandler`.
+        objects: The :class:`~evasync.objects.ObjectRegistry`.
+    """
+
+    def __init__(self, clock: IReactorTime | None = None,
+                 db_path: str | os.PathLike | None = None) -> None:
+        self.clock = clock if clock is not None else _real_reactor()
+        self.store = Store(db_path)
+        #: Called with no arguments on every reload and close, before the store closes.
+        self.stop_hooks: list[Callable[[], None]] = []
+        self._start()
+
+    @property
+    def reactor(self) -> Any:
+        """The real reactor (for threads and sockets), whatever clock schedules delays."""
+        return _real_reactor()
+
+    def _start(self) -> None:
+        self.objects = ObjectRegistry(self)
+        self.tasks = TaskHandler(self)
+
+    def _stop(self) -> None:
+        for hook in list(self.stop_hooks):
+            hook()
+        self.tasks.stop()
+        self.store.close()
+
+    def reload(self) -> int:
+        """Simulate a graceful server reload, in place.
+
+        Non-persistent tasks, pauses and ``ndb`` attributes are gone; objects are read again from
+        the store (fetch them again with :func:`evasync.get_object`), and the persistent tasks are
+        loaded and scheduled. Returns the number of tasks loaded.
+        """
+        self._stop()
+        self._start()
+        return self.tasks.load()
+
+    def close(self) -> None:
+        """Stop everything scheduled (persistent tasks stay stored) and close the store."""
+        self._stop()
+
+
+_current: Runtime | None = None
+
+
+def get_runtime() -> Runtime:
+    """The current runtime; the default one (real reactor, ``$EVASYNC_DB``) is made on first use."""
+    global _current
+    if _current is None:
+        _current = Runtime()
+    return _current
+
+
+def current_runtime() -> Runtime | None:
+    """The current runtime, or None if none has been made yet (never creates one)."""
+    return _current
+
+
+def set_runtime(runtime: Runtime | None) -> Runtime | None:
+    """Make ``runtime`` current (None: a default one is made on next use). Returns the old one."""
+    global _current
+    previous, _current = _current, runtime
+    return previous
+
+
+@contextlib.contextmanager
+def use_runtime(runtime: Runtime) -> Iterator[Runtime]:
+    """Make ``runtime`` current inside the ``with`` block, then restore the previous one."""
+    previous = set_runtime(runtime)
+    try:
+        yield runtime
+    finally:
+        set_runtime(previous)
+
+
+class _CurrentTaskHandler:
+    """``evasync.TASK_HANDLER``: always the current runtime's :class:`TaskHandler`."""
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(get_runtime().tasks, name)
+
+    def __len__(self) -> int:
+        return len(get_runtime().tasks)
+
+    def __repr__(self) -> str:
+        return "<TASK_HANDLER of the current evasync runtime>"
+
+
+TASK_HANDLER: Any = _CurrentTaskHandler()
