@@ -1,5 +1,10 @@
 """evasync: ``delay``, ``@interactive`` and ``run_async`` for Twisted text-game servers."""
 
+from .cmdhandler import CmdHelp
+from .commands import CmdSet, CmdSetHandler, Command, MuxCommand
+from .driver import CallerGone, YieldError, ask, returnValue
+from .interactive import interactive
+from .locks import LockError
 from .api import create_object, delay, get_object, search_object
 from .errors import EvasyncError, NotPersistableError, ObjectDeletedError, StoreError
 from .objects import DefaultCharacter, DefaultObject
@@ -7,6 +12,17 @@ from .runtime import TASK_HANDLER, Runtime, get_runtime, set_runtime, use_runtim
 from .tasks import Task, TaskHandler
 
 __all__ = [
+    "CallerGone",
+    "CmdHelp",
+    "CmdSet",
+    "CmdSetHandler",
+    "Command",
+    "LockError",
+    "MuxCommand",
+    "YieldError",
+    "ask",
+    "interactive",
+    "returnValue",
     "TASK_HANDLER",
     "DefaultCharacter",
     "DefaultObject",

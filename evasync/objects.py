@@ -90,6 +90,9 @@ class AttributeHandler:
 class DefaultObject:
     """Base typeclass of every stored object. Make one with :func:`evasync.create_object`.
 
+    A typeclass may list command sets (classes or import paths) that every object of the class
+    has, in ``default_cmdsets``.
+
     Attributes:
         id: The object's id in the store (never reused).
         ndb: In-memory attributes (:class:`NAttributeHandler`).
@@ -98,6 +101,7 @@ class DefaultObject:
     """
 
     _evasync_game_object = True
+    default_cmdsets: tuple = ()
 
     def __init__(self, runtime: "Runtime", obj_id: int, key: str) -> None:
         self._runtime = runtime
@@ -107,6 +111,7 @@ class DefaultObject:
         self.ndb = NAttributeHandler()
         self.db = AttributeHandler(self)
         self.sessions: list[Session] = []
+        self._cmdset: Any = None
 
     def __repr__(self) -> str:
         gone = " (deleted)" if self.deleted else ""
@@ -152,6 +157,29 @@ class DefaultObject:
         text = str(text)
         for target in ([session] if session is not None else list(self.sessions)):
             target.send(text)
+
+    @property
+    def cmdset(self) -> Any:
+        """The object's :class:`~evasync.commands.CmdSetHandler`: ``obj.cmdset.add(MyCmdSet)``."""
+        if self._cmdset is None:
+            from .commands import CmdSetHandler
+
+            self._cmdset = CmdSetHandler(self)
+        return self._cmdset
+
+    def execute_cmd(self, raw_string: str, session: Any = None) -> Any:
+        """Handle one line of input from this object's player.
+
+        The line answers the oldest question a generator is waiting on for this object, if any;
+        otherwise the command it names is found in the object's cmdsets and run. An unknown
+        command gets a helpful reply; an exception is logged and reported in one short line.
+
+        Returns:
+            A Deferred that fires when the command has finished (after any pauses).
+        """
+        from .cmdhandler import execute_cmd
+
+        return execute_cmd(self, raw_string, session=session)
 
     def delete(self) -> bool:
         """Delete the object and its attributes. True if it existed; False if already deleted."""

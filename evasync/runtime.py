@@ -13,6 +13,7 @@ from typing import Any, Callable, Iterator
 
 from twisted.internet.interfaces import IReactorTime
 
+from .driver import Driver
 from .objects import ObjectRegistry
 from .store import Store
 from .tasks import TaskHandler
@@ -36,6 +37,7 @@ class Runtime:
         clock: The ``IReactorTime`` provider in use.
         store: The :class:`~evasync.store.Store`.
         tasks: The :class:`~evasync.tasks.TaskHandler`.
+        driver: The :class:`~evasync.driver.Driver` of paused and asking generators.
         objects: The :class:`~evasync.objects.ObjectRegistry`.
     """
 
@@ -55,10 +57,13 @@ class Runtime:
     def _start(self) -> None:
         self.objects = ObjectRegistry(self)
         self.tasks = TaskHandler(self)
+        self.driver = Driver(self)
+        self.objects.on_delete.append(self.driver.close_caller)
 
     def _stop(self) -> None:
         for hook in list(self.stop_hooks):
             hook()
+        self.driver.stop()
         self.tasks.stop()
         self.store.close()
 
@@ -72,6 +77,11 @@ class Runtime:
         self._stop()
         self._start()
         return self.tasks.load()
+
+    def disconnect(self, obj: Any) -> int:
+        """A player left: drop ``obj``'s sessions and close its waiting generators (returns how many)."""
+        obj.sessions.clear()
+        return self.driver.close_caller(obj)
 
     def close(self) -> None:
         """Stop everything scheduled (persistent tasks stay stored) and close the store."""

@@ -100,6 +100,11 @@ class VirtualRuntime(Runtime):
         self._listeners.append((obj.id, recorder))
         return recorder
 
+    def disconnect(self, obj: DefaultObject) -> int:
+        """A player left: stop listening to ``obj`` and close its waiting generators."""
+        self._listeners = [(i, r) for i, r in self._listeners if i != obj.id]
+        return super().disconnect(obj)
+
     def reload(self) -> int:
         """Simulate a graceful reload (see :meth:`Runtime.reload`), keeping listeners connected."""
         loaded = super().reload()

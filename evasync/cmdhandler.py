@@ -1,0 +1,146 @@
+"""From an input line to a command run: answer a waiting question, or find and run a command."""
+
+from __future__ import annotations
+
+import difflib
+import inspect
+from typing import TYPE_CHECKING, Any, Iterable
+
+from twisted.internet import defer
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+
+from .commands import Command
+
+if TYPE_CHECKING:
+    from .objects import DefaultObject
+
+log = Logger(namespace="evasync.cmdhandler")
+
+
+def match(commands: Iterable[type[Command]], line: str) -> tuple[type[Command], str, str] | None:
+    """Find the command ``line`` starts with: the longest key or alias, case-insensitively.
+
+    A name ending in a letter or digit must be followed by the end of the line, whitespace or a
+    ``/`` (switches), so ``craft`` does not match ``crafty``.
+
+    Returns:
+        ``(command class, name as typed, rest of the line)`` or None.
+    """
+    lowered = line.lower()
+    best: tuple[type[Command], str, str] | None = None
+    for cls in commands:
+        for name in (cls.key, *cls.aliases):
+            if not name or not lowered.startswith(name):
+                continue
+            if best is not None and len(name) <= len(best[1]):
+                continue
+            end = len(name)
+            if name[-1].isalnum() and end < len(line) and not (line[end].isspace()
+                                                                or line[end] == "/"):
+                continue
+            best = (cls, line[:end], line[end:])
+    return best
+
+
+def execute_cmd(caller: "DefaultObject", raw_string: str, session: Any = None) -> defer.Deferred:
+    """Handle one input line from ``caller``; see :meth:`DefaultObject.execute_cmd`."""
+    driver = caller._runtime.driver
+    if driver.answer(caller, raw_string):
+        return defer.succeed(None)
+    line = raw_string.strip()
+    if not line:
+        return defer.succeed(None)
+    commands = caller.cmdset.commands()
+    found = match(commands.values(), line)
+    if found is None:
+        caller.msg(_unknown(line, commands.values(), caller), session=session)
+        return defer.succeed(None)
+    cls, cmdstring, args = found
+    if not cls.access(caller, "cmd"):
+        caller.msg(f"You are not allowed to use '{cmdstring}'.", session=session)
+        return defer.succeed(None)
+    cmd = cls()
+    cmd.caller = cmd.obj = caller
+    cmd.session = session
+    cmd.cmdstring = cmdstring
+    cmd.args = args
+    cmd.raw_string = raw_string
+    try:
+        if cmd.at_pre_cmd():
+            return defer.succeed(None)
+        cmd.parse()
+        result = cmd.func()
+    except Exception:
+        _report(cmd, Failure())
+        return defer.succeed(None)
+    if inspect.isgenerator(result):
+        done = driver.run(result, caller)
+        done.addCallback(lambda _: _post(cmd))
+        done.addErrback(_failed, cmd)
+        return done
+    _post(cmd)
+    return defer.succeed(None)
+
+
+def _post(cmd: Command) -> None:
+    try:
+        cmd.at_post_cmd()
+    except Exception:
+        _report(cmd, Failure())
+
+
+def _failed(failure: Failure, cmd: Command) -> None:
+    from .driver import CallerGone
+
+    if not failure.check(CallerGone):
+        _report(cmd, failure)
+
+
+def _report(cmd: Command, failure: Failure) -> None:
+    log.failure("command {cmd!r} from {caller!r} ({line!r}) raised", failure, cmd=cmd,
+                caller=cmd.caller, line=cmd.raw_string)
+    if not getattr(cmd.caller, "deleted", False):
+        cmd.caller.msg(f"Sorry, '{cmd.cmdstring}' failed with an error "
+                       f"({failure.type.__name__}); it has been logged.", session=cmd.session)
+
+
+def _unknown(line: str, commands: Iterable[type[Command]], caller: Any) -> str:
+    word = line.split()[0]
+    names = [n for c in commands if c.access(caller) for n in (c.key, *c.aliases)]
+    close = difflib.get_close_matches(word.lower(), names, n=1)
+    hint = f" Did you mean '{close[0]}'?" if close else ""
+    return f"Command '{word}' is not available.{hint} Type 'help' for a list."
+
+
+class CmdHelp(Command):
+    """
+    Show the available commands, or one command's help.
+
+    Usage:
+      help
+      help <command>
+    """
+
+    key = "help"
+    aliases = ["?"]
+
+    def func(self) -> None:
+        commands = [c for c in self.caller.cmdset.commands().values() if c.access(self.caller)]
+        topic = self.args.strip().lower()
+        if topic:
+            found = [c for c in commands if topic == c.key or topic in c.aliases]
+            if not found:
+                self.msg(f"No help for '{topic}'. Type 'help' for a list.")
+                return
+            cls = found[0]
+            aliases = f" (aliases: {', '.join(cls.aliases)})" if cls.aliases else ""
+            self.msg(f"Help for '{cls.key}'{aliases}:\n{cls.get_help()}")
+            return
+        lines = ["Available commands:"]
+        width = max(len(c.key) for c in commands)
+        for cls in sorted(commands, key=lambda c: c.key):
+            summary = cls.get_help().splitlines()[0]
+            lines.append(f"  {cls.key.ljust(width)}  {summary}")
+        lines.append("Type 'help <command>' for more.")
+        self.msg("\n".join(lines))

@@ -1,0 +1,257 @@
+"""Commands and command sets, with the class attributes upstream game code expects.
+
+A :class:`Command` subclass declares ``key``, ``aliases``, ``locks`` and a docstring (its help
+text). A fresh instance runs each time the command is used, with ``caller``, ``args``,
+``cmdstring``, ``raw_string`` and ``session`` set, through the hooks ``at_pre_cmd()`` (a true
+return aborts), ``parse()``, ``func()`` and ``at_post_cmd()``. If ``func()`` is a generator it may
+``yield`` seconds to pause or a question to ask (see :mod:`evasync.driver`); ``at_post_cmd()``
+then runs when the generator ends.
+"""
+
+from __future__ import annotations
+
+import inspect
+from typing import TYPE_CHECKING, Any, Iterable, Iterator
+
+from twisted.logger import Logger
+
+from . import _codec
+from .locks import LockError, parse_locks
+
+if TYPE_CHECKING:
+    from .objects import DefaultObject
+
+log = Logger(namespace="evasync.commands")
+
+
+class Command:
+    """Base class of commands. Subclass it, set ``key`` and write ``func()``.
+
+    Attributes:
+        key: The command's name (matched case-insensitively).
+        aliases: Other names for it.
+        locks: A lock string; ``"cmd:..."`` decides who may use it (default everyone). An invalid
+            lock string is a :class:`~evasync.locks.LockError` when the class is created.
+        help_category: Group shown by ``help``.
+        caller: (at run time) The object that typed the command.
+        args: (at run time) Everything typed after the command name, as typed.
+        cmdstring: (at run time) The name or alias the caller used.
+        raw_string: (at run time) The whole input line.
+        session: (at run time) The session the line came from, if any.
+        obj: (at run time) The object the command's cmdset is on (the caller here).
+    """
+
+    key: str = ""
+    aliases: Iterable[str] = ()
+    locks: str = "cmd:all()"
+    help_category: str = "general"
+
+    _lockfuncs: dict = {"cmd": lambda obj: True}
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if not isinstance(cls.key, str):
+            raise TypeError(f"{cls.__qualname__}.key must be a string, not {cls.key!r}")
+        if isinstance(cls.aliases, str) or not all(isinstance(a, str) for a in cls.aliases):
+            raise TypeError(f"{cls.__qualname__}.aliases must be a list of strings, "
+                            f"not {cls.aliases!r}")
+        cls.key = cls.key.strip().lower()
+        cls.aliases = tuple(a.strip().lower() for a in cls.aliases)
+        try:
+            cls._lockfuncs = parse_locks(cls.locks)
+        except LockError as exc:
+            raise LockError(f"{cls.__module__}.{cls.__qualname__}: {exc}") from None
+
+    def __init__(self) -> None:
+        self.caller: Any = None
+        self.args = ""
+        self.cmdstring = ""
+        self.raw_string = ""
+        self.session: Any = None
+        self.obj: Any = None
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {self.key!r}>"
+
+    @classmethod
+    def access(cls, accessor: Any, access_type: str = "cmd") -> bool:
+        """True if ``accessor`` passes this command's ``access_type`` lock (missing: allowed)."""
+        check = cls._lockfuncs.get(access_type)
+        return True if check is None else bool(check(accessor))
+
+    @classmethod
+    def get_help(cls) -> str:
+        """The help text: the class docstring, dedented."""
+        return inspect.cleandoc(cls.__doc__ or "") or "(no help written for this command)"
+
+    def msg(self, text: Any = None, to_obj: Any = None, from_obj: Any = None, session: Any = None,
+            **kwargs: Any) -> None:
+        """Send ``text`` to the caller (or ``to_obj``)."""
+        target = to_obj if to_obj is not None else self.caller
+        target.msg(text, from_obj=from_obj, session=session or self.session, **kwargs)
+
+    def at_pre_cmd(self) -> Any:
+        """Called first; return a true value to stop the command here."""
+
+    def parse(self) -> None:
+        """Called before :meth:`func` to pick ``self.args`` apart."""
+
+    def func(self) -> Any:
+        """The command's work. May be a generator that yields seconds or questions."""
+        self.msg(f"Command '{self.key}' does nothing yet (it has no func()).")
+
+    def at_post_cmd(self) -> None:
+        """Called last, after :meth:`func` (after its generator, if it is one, has finished)."""
+
+
+class MuxCommand(Command):
+    """A command that parses ``name[/switch/...] lhs [= rhs]`` like upstream's MuxCommand.
+
+    After ``parse()``: ``switches`` (lower-cased list), ``args`` (stripped, switches removed),
+    ``arglist`` (``args`` split on whitespace), ``lhs``/``rhs`` (split on the first ``=``;
+    ``rhs`` is None without one), ``lhslist``/``rhslist`` (split on commas). If
+    ``switch_options`` is set, unknown switches are reported to the caller and dropped.
+    """
+
+    switch_options: tuple[str, ...] = ()
+
+    def parse(self) -> None:
+        raw = self.args
+        args = raw.strip()
+        switches: list[str] = []
+        if raw.startswith("/"):
+            head, _, args = raw[1:].partition(" ")
+            switches = [s.strip().lower() for s in head.split("/") if s.strip()]
+            args = args.strip()
+        if self.switch_options and switches:
+            valid = [s for s in switches if s in self.switch_options]
+            invalid = [s for s in switches if s not in self.switch_options]
+            if invalid:
+                self.msg(f"{self.cmdstring}: unknown switch(es) {'/'.join(invalid)}; "
+                         f"valid: {'/'.join(self.switch_options)}")
+            switches = valid
+        lhs, sep, rhs = args.partition("=")
+        self.switches = switches
+        self.args = args
+        self.arglist = args.split()
+        self.lhs = lhs.strip()
+        self.rhs = rhs.strip() if sep else None
+        self.lhslist = [part.strip() for part in self.lhs.split(",")] if self.lhs else []
+        self.rhslist = [part.strip() for part in self.rhs.split(",")] if self.rhs else []
+
+
+class CmdSet:
+    """A named group of commands. Fill it in :meth:`at_cmdset_creation` with :meth:`add`."""
+
+    key: str = "cmdset"
+
+    def __init__(self) -> None:
+        self.commands: dict[str, type[Command]] = {}
+        self.at_cmdset_creation()
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {self.key!r}: {', '.join(sorted(self.commands))}>"
+
+    def at_cmdset_creation(self) -> None:
+        """Hook: add the set's commands here."""
+
+    def add(self, command: type[Command] | Command) -> None:
+        """Add a command class (an instance is accepted and its class used)."""
+        cls = command if isinstance(command, type) else type(command)
+        if not issubclass(cls, Command):
+            raise TypeError(f"{command!r} is not a Command subclass")
+        if not cls.key:
+            raise ValueError(f"{cls.__qualname__} has no key")
+        self.commands[cls.key] = cls
+
+    def remove(self, command: type[Command] | Command | str) -> None:
+        """Remove a command by class, instance or key."""
+        key = command if isinstance(command, str) else command.key
+        self.commands.pop(key.lower(), None)
+
+    def __iter__(self) -> Iterator[type[Command]]:
+        return iter(self.commands.values())
+
+
+def _cmdset_class(cmdset: type[CmdSet] | CmdSet | str) -> type[CmdSet]:
+    if isinstance(cmdset, str):
+        module, _, qualname = cmdset.replace(":", ".").rpartition(".")
+        cmdset = _codec.resolve_path(module, qualname)
+    cls = cmdset if isinstance(cmdset, type) else type(cmdset)
+    if not issubclass(cls, CmdSet):
+        raise TypeError(f"{cmdset!r} is not a CmdSet subclass")
+    return cls
+
+
+class CmdSetHandler:
+    """``obj.cmdset``: the command sets on an object, later ones overriding earlier ones.
+
+    Sets listed in the typeclass's ``default_cmdsets`` are always there; sets added with
+    ``persistent=True`` (the default) are remembered in the store and come back after a reload.
+    """
+
+    _DB_KEY = "_cmdsets"
+
+    def __init__(self, obj: "DefaultObject") -> None:
+        self._obj = obj
+        self._sets: list[CmdSet] = []
+        for cmdset in getattr(type(obj), "default_cmdsets", ()):
+            self._sets.append(_cmdset_class(cmdset)())
+        for path in obj.db.get(self._DB_KEY) or []:
+            try:
+                self._sets.append(_cmdset_class(path)())
+            except (LookupError, TypeError) as exc:
+                log.warn("{obj}: stored cmdset {path} not loaded: {reason}", obj=repr(obj),
+                         path=path, reason=str(exc))
+
+    def add(self, cmdset: type[CmdSet] | CmdSet | str, persistent: bool = True) -> None:
+        """Add a command set (class, instance or import path).
+
+        Args:
+            persistent: Remember it in the store so it is back after a reload; needs the class
+                to be importable.
+        """
+        cls = _cmdset_class(cmdset)
+        self._sets.append(cmdset if isinstance(cmdset, CmdSet) else cls())
+        if persistent:
+            path = f"{cls.__module__}:{cls.__qualname__}"
+            try:
+                found = _codec.resolve_path(cls.__module__, cls.__qualname__)
+            except LookupError:
+                found = None
+            if found is not cls:
+                raise TypeError(f"{cls!r} cannot be stored: define it at the top level of an "
+                                "importable module, or add it with persistent=False")
+            stored = list(self._obj.db.get(self._DB_KEY) or [])
+            if path not in stored:
+                setattr(self._obj.db, self._DB_KEY, stored + [path])
+
+    def remove(self, cmdset: type[CmdSet] | CmdSet | str) -> bool:
+        """Remove a command set (and forget it in the store). True if it was there."""
+        cls = _cmdset_class(cmdset)
+        before = len(self._sets)
+        self._sets = [s for s in self._sets if type(s) is not cls]
+        stored = list(self._obj.db.get(self._DB_KEY) or [])
+        path = f"{cls.__module__}:{cls.__qualname__}"
+        if path in stored:
+            stored.remove(path)
+            setattr(self._obj.db, self._DB_KEY, stored)
+        return len(self._sets) != before
+
+    def has(self, cmdset: type[CmdSet] | str) -> bool:
+        """True if a set of this class is on the object."""
+        cls = _cmdset_class(cmdset)
+        return any(type(s) is cls for s in self._sets)
+
+    def all(self) -> list[CmdSet]:
+        """The sets, in the order they apply (later override earlier)."""
+        return list(self._sets)
+
+    def commands(self) -> dict[str, type[Command]]:
+        """Every command available through the sets, by key (the built-in ``help`` included)."""
+        from .cmdhandler import CmdHelp
+
+        merged: dict[str, type[Command]] = {CmdHelp.key: CmdHelp}
+        for cmdset in self._sets:
+            merged.update(cmdset.commands)
+        return merged

@@ -1,0 +1,96 @@
+"""Lock strings such as ``"cmd:all()"`` or ``"cmd:perm(Builder) or superuser()"``.
+
+A lock string is ``;``-separated ``access_type:expression`` parts; an expression combines lock
+functions with ``and``, ``or`` and ``not``. Lock functions: ``all()``/``true()``, ``none()``/
+``false()``, ``perm(Name)`` (the name or a higher one in :data:`PERMISSION_HIERARCHY`) and
+``superuser()``. Anything else is a :class:`LockError` when the lock string is parsed, so a typo
+never silently lets everyone in.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any, Callable
+
+from .errors import EvasyncError
+
+#: Lowest to highest; a permission implies every one before it.
+PERMISSION_HIERARCHY = ("player", "helper", "builder", "admin", "developer")
+
+
+class LockError(EvasyncError, ValueError):
+    """A lock string could not be parsed (unknown function, bad syntax)."""
+
+
+def _perm(obj: Any, name: str) -> bool:
+    if is_superuser(obj):
+        return True
+    held = {p.lower() for p in permissions(obj)}
+    wanted = name.lower()
+    if wanted in held:
+        return True
+    if wanted in PERMISSION_HIERARCHY:
+        rank = PERMISSION_HIERARCHY.index(wanted)
+        return any(p in PERMISSION_HIERARCHY and PERMISSION_HIERARCHY.index(p) >= rank
+                   for p in held)
+    return False
+
+
+def permissions(obj: Any) -> list[str]:
+    """The permission names an object holds (its ``db.permissions``)."""
+    db = getattr(obj, "db", None)
+    return list(getattr(db, "permissions", None) or []) if db is not None else []
+
+
+def is_superuser(obj: Any) -> bool:
+    """True if the object is marked superuser (``db.superuser``)."""
+    db = getattr(obj, "db", None)
+    return bool(db is not None and getattr(db, "superuser", None))
+
+
+_FUNCS: dict[str, tuple[int, Callable[..., bool]]] = {
+    "all": (0, lambda obj: True),
+    "true": (0, lambda obj: True),
+    "none": (0, lambda obj: False),
+    "false": (0, lambda obj: False),
+    "superuser": (0, is_superuser),
+    "perm": (1, _perm),
+}
+
+_CALL = re.compile(r"^(not\s+)?([a-z_]+)\(\s*([^()]*?)\s*\)$", re.IGNORECASE)
+
+
+def _compile_call(text: str, lockstring: str) -> Callable[[Any], bool]:
+    match = _CALL.match(text.strip())
+    if not match:
+        raise LockError(f"lock {lockstring!r}: cannot read {text.strip()!r}; expected "
+                        "something like all() or perm(Builder)")
+    negate, name, arg = match.groups()
+    if name.lower() not in _FUNCS:
+        raise LockError(f"lock {lockstring!r}: unknown lock function {name!r}; known: "
+                        f"{', '.join(sorted(_FUNCS))}")
+    arity, func = _FUNCS[name.lower()]
+    args = [arg] if arg else []
+    if len(args) != arity:
+        raise LockError(f"lock {lockstring!r}: {name}() takes {arity} argument(s)")
+    if negate:
+        return lambda obj: not func(obj, *args)
+    return lambda obj: func(obj, *args)
+
+
+def parse_locks(lockstring: str) -> dict[str, Callable[[Any], bool]]:
+    """Compile a lock string into ``{access_type: check(obj) -> bool}``; LockError if invalid."""
+    if not isinstance(lockstring, str):
+        raise LockError(f"locks must be a string, not {lockstring!r}")
+    locks: dict[str, Callable[[Any], bool]] = {}
+    for part in filter(None, (p.strip() for p in lockstring.split(";"))):
+        access, sep, expression = part.partition(":")
+        if not sep or not access.strip() or not expression.strip():
+            raise LockError(f"lock {lockstring!r}: {part!r} is not of the form type:expression")
+        alternatives = []
+        for alternative in re.split(r"\s+or\s+", expression.strip()):
+            terms = [_compile_call(t, lockstring) for t in re.split(r"\s+and\s+", alternative)]
+            alternatives.append(terms)
+        locks[access.strip().lower()] = (
+            lambda obj, alts=alternatives: any(all(t(obj) for t in terms) for terms in alts))
+    return locks
