@@ -1,0 +1,283 @@
+"""Commands that take time: the code of the "Commands that take time" howto.
+
+Play it in a terminal with ``python -m howtos.command_duration``. Every command here is also run
+by the howto page's transcripts, in virtual time.
+"""
+
+from evasync import CmdSet, Command, MuxCommand, delay
+
+CRAFT_STEP = 10   # seconds per crafting step
+FIGHT_LENGTH = 20  # seconds a fight keeps you busy
+BREW_TIME = 60    # seconds a potion takes; survives a reload
+
+
+class CmdWait(Command):
+    """
+    Stand still and count to ten.
+
+    Usage:
+      wait
+
+    Pauses with `yield`: the rest of func() runs ten seconds later,
+    and you (and everyone else) can keep playing meanwhile.
+    """
+
+    key = "wait"
+
+    def func(self):
+        self.msg("You start counting to ten...")
+        yield 10
+        self.msg("... ten. You stop counting.")
+
+
+class CmdEcho(MuxCommand):
+    """
+    Shout and wait for the echo.
+
+    Usage:
+      echo <words>
+
+    Schedules a callback with delay(): func() ends at once, the echo
+    comes back ten seconds later.
+    """
+
+    key = "echo"
+
+    def func(self):
+        if not self.args:
+            self.msg("Shout what? Usage: echo <words>")
+            return
+        self.msg(f"You shout '{self.args}' into the valley and listen ...")
+        delay(10, self.echo_back)
+
+    def echo_back(self):
+        words = self.args
+        self.msg(f"The valley answers: {words.upper()} ... {words.capitalize()} ... "
+                 f"{words.lower()}")
+
+
+class CmdShout(MuxCommand):
+    """
+    Shout and hear the echo fade, one repeat every two seconds.
+
+    Usage:
+      shout <words>
+
+    Each callback schedules the next one: a chain of delays.
+    """
+
+    key = "shout"
+
+    def func(self):
+        if not self.args:
+            self.msg("Shout what? Usage: shout <words>")
+            return
+        self.msg(f"You shout '{self.args}'.")
+        delay(2, self.first_echo)
+
+    def first_echo(self):
+        self.msg(f"... {self.args.upper()}")
+        delay(2, self.second_echo)
+
+    def second_echo(self):
+        self.msg(f"... {self.args.capitalize()}")
+        delay(2, callback=self.last_echo)
+
+    def last_echo(self):
+        self.msg(f"... {self.args.lower()} ...")
+
+
+class CmdBigSwing(MuxCommand):
+    """
+    Swing your weapon with all your might.
+
+    Usage:
+      bigswing <target>
+
+    A mighty blow leaves you off balance for eight seconds; you
+    cannot swing again until you recover.
+    """
+
+    key = "bigswing"
+    aliases = ["swing"]
+    locks = "cmd:all()"
+
+    def func(self):
+        caller = self.caller
+        if caller.ndb.off_balance:
+            self.msg("You are still off balance and need a moment to recover!")
+            return
+        target = self.args or "the air"
+        self.msg(f"You swing big at {target}! You are off balance now.")
+        # The flag lives on the character, not on this Command instance, so other commands
+        # (and the callback below, which runs after this command is long gone) can see it.
+        caller.ndb.off_balance = True
+        delay(8, recover_balance, caller)
+
+
+def recover_balance(character):
+    """Callback of bigswing: clear the flag and tell the player."""
+    del character.ndb.off_balance
+    character.msg("You regain your balance.")
+
+
+class CmdCraft(MuxCommand):
+    """
+    Craft something, step by step.
+
+    Usage:
+      craft <thing>
+
+    Takes three steps of ten seconds. While you craft you cannot walk
+    away, and attacking someone (or being attacked) stops the work at
+    once.
+    """
+
+    key = "craft"
+    locks = "cmd:all()"
+
+    def func(self):
+        caller = self.caller
+        if not self.args:
+            self.msg("Craft what? Usage: craft <thing>")
+            return
+        if is_crafting(caller):
+            self.msg(f"You are already crafting {caller.ndb.crafting}!")
+            return
+        if caller.ndb.fighting:
+            self.msg("You can't start crafting in the middle of a fight!")
+            return
+        caller.ndb.crafting = self.args
+        self.msg(f"You start crafting {self.args}.")
+        # Keep the handle of the next step on the character: the attack command cancels it.
+        caller.ndb.crafting_task = delay(CRAFT_STEP, craft_step, caller, 1)
+
+
+CRAFT_STEPS = {
+    1: "You shape the main part of {thing}.",
+    2: "You add the finer details to {thing}.",
+    3: "You finish crafting {thing}.",
+}
+
+
+def is_crafting(character):
+    task = character.ndb.crafting_task
+    return task is not None and task.active()
+
+
+def craft_step(character, number):
+    """Callback of craft: one step done; schedule the next or finish."""
+    character.msg(CRAFT_STEPS[number].format(thing=character.ndb.crafting))
+    if number < len(CRAFT_STEPS):
+        character.ndb.crafting_task = delay(CRAFT_STEP, craft_step, character, number + 1)
+    else:
+        del character.ndb.crafting_task
+        del character.ndb.crafting
+
+
+class CmdAttack(MuxCommand):
+    """
+    Attack someone (or something).
+
+    Usage:
+      attack <target>
+
+    Starting a fight stops any crafting you are doing, right away.
+    """
+
+    key = "attack"
+    aliases = ["hit", "stab"]
+    locks = "cmd:all()"
+
+    def func(self):
+        caller = self.caller
+        target = self.args or "the nearest shadow"
+        if is_crafting(caller):
+            caller.ndb.crafting_task.cancel()
+            self.msg(f"You drop {caller.ndb.crafting} half-finished.")
+            del caller.ndb.crafting_task
+            del caller.ndb.crafting
+        self.msg(f"You attack {target}!")
+        if not caller.ndb.fighting:
+            caller.ndb.fighting = True
+            delay(FIGHT_LENGTH, end_fight, caller)
+
+
+def end_fight(character):
+    """Callback of attack: the fight is over."""
+    del character.ndb.fighting
+    character.msg("The fight is over. You catch your breath.")
+
+
+class CmdMove(Command):
+    """
+    Walk in a direction.
+
+    Usage:
+      north | south | east | west
+
+    You can't walk away from your workbench while crafting.
+    """
+
+    key = "north"
+    aliases = ["south", "east", "west", "n", "s", "e", "w"]
+
+    def func(self):
+        if is_crafting(self.caller):
+            self.msg("You are too focused on your crafting, and can't move!")
+            return
+        self.msg(f"You walk {self.cmdstring} ... and back again: this world is one room.")
+
+
+class CmdBrew(MuxCommand):
+    """
+    Brew a potion. It takes a minute, even if the server reloads.
+
+    Usage:
+      brew <potion>
+
+    Uses a persistent delay: the task is stored, so a reload in the
+    middle does not lose it.
+    """
+
+    key = "brew"
+
+    def func(self):
+        caller = self.caller
+        if not self.args:
+            self.msg("Brew what? Usage: brew <potion>")
+            return
+        if caller.db.brewing:
+            self.msg(f"Your {caller.db.brewing} is still bubbling.")
+            return
+        caller.db.brewing = self.args
+        self.msg(f"You set a cauldron of {self.args} to simmer. It will be ready in a minute.")
+        # A persistent task must be found again after a reload: a module-level function and a
+        # stored character qualify, a method of this Command instance would not.
+        delay(BREW_TIME, finish_brew, caller, self.args, persistent=True)
+
+
+def finish_brew(character, potion):
+    """Callback of brew (persistent): the potion is ready."""
+    del character.db.brewing
+    character.msg(f"Your {potion} is ready!")
+
+
+class CommandDurationCmdSet(CmdSet):
+    """Every command of the howto."""
+
+    key = "command_duration"
+
+    def at_cmdset_creation(self):
+        for command in (CmdWait, CmdEcho, CmdShout, CmdBigSwing, CmdCraft, CmdAttack, CmdMove,
+                        CmdBrew):
+            self.add(command)
+
+
+if __name__ == "__main__":
+    # Import ourselves by name: functions defined in __main__ cannot be stored by persistent
+    # delays, the module's own ones can.
+    from howtos import command_duration
+    from howtos._console import play
+
+    raise SystemExit(play(command_duration.CommandDurationCmdSet))
