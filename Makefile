@@ -29,5 +29,8 @@ doctest: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python -m bench
 
+serve: $(STAMP)
+	$(BIN)/evasync start --foreground
+
 clean:
 	rm -rf _build
