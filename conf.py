@@ -11,10 +11,11 @@ extensions = [
     "sphinx.ext.intersphinx",
     "sphinx.ext.viewcode",
     "sphinx_copybutton",
+    "evasync.sphinxext",
 ]
 
 source_suffix = {".md": "markdown"}
-exclude_patterns = ["_build", "**/conftest.py"]
+exclude_patterns = ["_build", "**/conftest.py", "**/_*.md"]
 myst_enable_extensions = ["colon_fence", "deflist"]
 myst_heading_anchors = 3
 

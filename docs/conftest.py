@@ -1,9 +1,28 @@
-"""Sybil: every Python block in docs/ runs, each page in its own virtual-time runtime."""
+"""Sybil: every code block and transcript in docs/ runs; any block nothing runs is a failure.
+
+Each page gets its own virtual-time runtime, named ``runtime`` in its Python blocks. Transcript
+blocks are played by :class:`evasync.transcript.TranscriptParser`. Shell blocks (``console``)
+are checked against the project: each ``make`` target must exist in the Makefile and each
+``python -m`` module must import. Any other fenced block fails unless a ``% skip: next "reason"``
+comment stands before it.
+"""
+
+import doctest
+import importlib.util
+import pathlib
+import re
+import shlex
 
 from sybil import Sybil
+from sybil.parsers.markdown.lexers import RawFencedCodeBlockLexer
 from sybil.parsers.myst import PythonCodeBlockParser, SkipParser
 
 from evasync.testing import VirtualRuntime
+from evasync.transcript import TranscriptParser
+
+ROOT = pathlib.Path(__file__).resolve().parent.parent
+RUN_LANGUAGES = {"python", "console", "{transcript}"}
+CODE_DIRECTIVE = re.compile(r"^\{(?:code|code-block|sourcecode)\}\s*")
 
 
 def _setup(namespace):
@@ -14,8 +33,70 @@ def _teardown(namespace):
     namespace["runtime"].close()
 
 
+def _make_targets():
+    text = (ROOT / "Makefile").read_text()
+    return set(re.findall(r"^([\w-]+):", text, re.MULTILINE))
+
+
+class ConsoleParser:
+    """```console blocks: each ``$ command`` must name a real make target or importable module."""
+
+    def __init__(self):
+        self._lexer = RawFencedCodeBlockLexer(
+            info_pattern=re.compile(r"console$\n", re.MULTILINE))
+
+    def __call__(self, document):
+        for region in self._lexer(document):
+            region.parsed = str(region.lexemes["source"])
+            region.evaluator = self.evaluate
+            yield region
+
+    @staticmethod
+    def evaluate(example):
+        commands = [line[2:].split("#")[0].strip() for line in example.parsed.splitlines()
+                    if line.startswith("$ ")]
+        assert commands, "a console block shows no '$ command' line"
+        targets = _make_targets()
+        for command in commands:
+            words = shlex.split(command)
+            if words[0] == "make":
+                missing = [w for w in words[1:] if "=" not in w and w not in targets]
+                assert not missing, f"{command!r}: no such Makefile target {missing}"
+            elif "-m" in words:
+                module = words[words.index("-m") + 1]
+                assert importlib.util.find_spec(module), f"{command!r}: {module} does not import"
+            else:
+                raise AssertionError(f"{command!r}: don't know how to check this command; show "
+                                     "a make target or a python -m command")
+
+
+class UnrunBlockParser:
+    """Every fenced block no other parser runs becomes a failing example, so none slips by."""
+
+    def __init__(self):
+        self._lexer = RawFencedCodeBlockLexer(
+            info_pattern=re.compile(r"(?P<info>[^\n]*)$\n", re.MULTILINE))
+
+    def __call__(self, document):
+        for region in self._lexer(document):
+            info = region.lexemes["info"].strip()
+            language = CODE_DIRECTIVE.sub("", info)
+            if language in RUN_LANGUAGES or (language.startswith("{") and language == info):
+                continue  # run by another parser, or a directive such as {note} or {toctree}
+            region.parsed = info or "(no language)"
+            region.evaluator = self.evaluate
+            yield region
+
+    @staticmethod
+    def evaluate(example):
+        raise AssertionError(
+            f"code block ({example.parsed}) is not run by any test: make it a python, console "
+            "or {transcript} block, or put '% skip: next \"why it cannot run\"' before it")
+
+
 pytest_collect_file = Sybil(
-    parsers=[PythonCodeBlockParser(), SkipParser()],
+    parsers=[PythonCodeBlockParser(doctest_optionflags=doctest.ELLIPSIS), TranscriptParser(), ConsoleParser(), UnrunBlockParser(),
+             SkipParser()],
     patterns=["*.md", "**/*.md"],
     setup=_setup,
     teardown=_teardown,

@@ -8,7 +8,7 @@ from .locks import LockError
 from .api import create_object, delay, get_object, search_object
 from .errors import EvasyncError, NotPersistableError, ObjectDeletedError, StoreError
 from .objects import DefaultCharacter, DefaultObject
-from .runtime import TASK_HANDLER, Runtime, get_runtime, set_runtime, use_runtime
+from .runtime import TASK_HANDLER, Runtime, get_runtime, now, set_runtime, use_runtime
 from .tasks import Task, TaskHandler
 
 __all__ = [
@@ -37,6 +37,7 @@ __all__ = [
     "delay",
     "get_object",
     "get_runtime",
+    "now",
     "search_object",
     "set_runtime",
     "use_runtime",

@@ -121,6 +121,12 @@ def use_runtime(runtime: Runtime) -> Iterator[Runtime]:
         set_runtime(previous)
 
 
+def now() -> float:
+    """Seconds on the current runtime's clock: ``time.time()`` on the real reactor, virtual time
+    under :class:`~evasync.testing.VirtualRuntime`. Use it for timestamps compared later."""
+    return get_runtime().clock.seconds()
+
+
 class _CurrentTaskHandler:
     """``evasync.TASK_HANDLER``: always the current runtime's :class:`TaskHandler`."""
 
