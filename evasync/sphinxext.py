@@ -1,4 +1,4 @@
-"""Sphinx extension: render ```` ```{transcript} ```` blocks as highlighted console sessions.
+"""Sphinx extension: render ``{transcript}`` blocks as highlighted console sessions.
 
 Enable it with ``extensions = ["evasync.sphinxext"]``. The ``transcript`` Pygments lexer shows
 typed lines as prompts, time passing and reloads as comments, and ``[Name]`` prefixes as names.

@@ -16,7 +16,7 @@ reloads the runtime. Every other line is output that must appear, in that order.
 :func:`run` plays a transcript on fresh characters in a fresh
 :class:`~evasync.testing.VirtualRuntime` and returns what really happened, written the same way;
 :func:`check` compares the two. :class:`TranscriptParser` makes Sybil do that for every
-```` ```{transcript} ```` block of a MyST page.
+``{transcript}`` directive block of a MyST page.
 """
 
 from __future__ import annotations
@@ -163,7 +163,7 @@ def _split(value: str | None) -> list[str]:
 
 
 class TranscriptParser:
-    """Sybil parser for MyST ```` ```{transcript} ```` blocks; each one is played by :func:`check`.
+    """Sybil parser for MyST ``{transcript}`` blocks; each one is played by :func:`check`.
 
     Options: ``:cmdset:`` (comma-separated import paths, required) and ``:typeclass:``.
     """
