@@ -51,15 +51,17 @@ def execute_cmd(caller: "DefaultObject", raw_string: str, session: Any = None) -
     line = raw_string.strip()
     if not line:
         return defer.succeed(None)
-    commands = caller.cmdset.commands()
-    found = match(commands.values(), line)
+    commands = caller.cmdset.commands().values()
+    # Match among the commands the caller may use, so a locked one never hides an allowed one.
+    found = match([c for c in commands if c.access(caller, "cmd")], line)
     if found is None:
-        caller.msg(_unknown(line, commands.values(), caller), session=session)
+        locked = match(commands, line)
+        if locked is not None:
+            caller.msg(f"You are not allowed to use '{locked[1]}'.", session=session)
+        else:
+            caller.msg(_unknown(line, commands, caller), session=session)
         return defer.succeed(None)
     cls, cmdstring, args = found
-    if not cls.access(caller, "cmd"):
-        caller.msg(f"You are not allowed to use '{cmdstring}'.", session=session)
-        return defer.succeed(None)
     cmd = cls()
     cmd.caller = cmd.obj = caller
     cmd.session = session
@@ -76,11 +78,14 @@ def execute_cmd(caller: "DefaultObject", raw_string: str, session: Any = None) -
         return defer.succeed(None)
     if inspect.isgenerator(result):
         done = driver.run(result, caller)
-        done.addCallback(lambda _: _post(cmd))
-        done.addErrback(_failed, cmd)
-        return done
-    _post(cmd)
-    return defer.succeed(None)
+    elif isinstance(result, defer.Deferred):  # upstream commands may return one: wait for it
+        done = result
+    else:
+        _post(cmd)
+        return defer.succeed(None)
+    done.addCallback(lambda _: _post(cmd))
+    done.addErrback(_failed, cmd)
+    return done
 
 
 def _post(cmd: Command) -> None:

@@ -5,7 +5,8 @@ text). A fresh instance runs each time the command is used, with ``caller``, ``a
 ``cmdstring``, ``raw_string`` and ``session`` set, through the hooks ``at_pre_cmd()`` (a true
 return aborts), ``parse()``, ``func()`` and ``at_post_cmd()``. If ``func()`` is a generator it may
 ``yield`` seconds to pause or a question to ask (see :mod:`evasync.driver`); ``at_post_cmd()``
-then runs when the generator ends.
+then runs when the generator ends (or, if ``func()`` returns a Deferred, when that fires).
+Pauses are not persistent: a reload or the caller leaving closes the generator.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from typing import TYPE_CHECKING, Any, Iterable, Iterator
 from twisted.logger import Logger
 
 from . import _codec
+from .errors import NotPersistableError
 from .locks import LockError, parse_locks
 
 if TYPE_CHECKING:
@@ -97,47 +99,75 @@ class Command:
         """Called before :meth:`func` to pick ``self.args`` apart."""
 
     def func(self) -> Any:
-        """The command's work. May be a generator that yields seconds or questions."""
+        """The command's work. May be a generator that yields seconds or questions (pauses and
+        questions are not persistent), or return a Deferred to wait for."""
         self.msg(f"Command '{self.key}' does nothing yet (it has no func()).")
 
     def at_post_cmd(self) -> None:
-        """Called last, after :meth:`func` (after its generator, if it is one, has finished)."""
+        """Called last, after :meth:`func` (after its generator or Deferred has finished).
+
+        Not called if ``func`` raised or its generator was closed (disconnect, delete, reload).
+        """
 
 
 class MuxCommand(Command):
     """A command that parses ``name[/switch/...] lhs [= rhs]`` like upstream's MuxCommand.
 
-    After ``parse()``: ``switches`` (lower-cased list), ``args`` (stripped, switches removed),
-    ``arglist`` (``args`` split on whitespace), ``lhs``/``rhs`` (split on the first ``=``;
-    ``rhs`` is None without one), ``lhslist``/``rhslist`` (split on commas). If
-    ``switch_options`` is set, unknown switches are reported to the caller and dropped.
+    After ``parse()``: ``raw`` (the arguments as typed, switches included), ``switches``
+    (lower-cased list), ``args`` (stripped, switches removed), ``arglist`` (``args`` split on
+    whitespace), ``lhs``/``rhs`` (split on the first ``rhs_split`` delimiter found, ``"="`` by
+    default; ``rhs`` is None without one), ``lhslist``/``rhslist`` (split on commas). If
+    ``switch_options`` is set, a switch may be abbreviated to a unique prefix; ambiguous and
+    unknown switches are reported to the caller and dropped.
     """
 
     switch_options: tuple[str, ...] = ()
+    #: The delimiter between ``lhs`` and ``rhs``, or a tuple of them tried in order.
+    rhs_split: str | tuple[str, ...] = "="
 
     def parse(self) -> None:
         raw = self.args
         args = raw.strip()
         switches: list[str] = []
-        if raw.startswith("/"):
-            head, _, args = raw[1:].partition(" ")
+        if raw.startswith("/") and len(args) > 1:
+            head, *rest = raw[1:].split(None, 1)
             switches = [s.strip().lower() for s in head.split("/") if s.strip()]
-            args = args.strip()
+            args = rest[0].strip() if rest else ""
         if self.switch_options and switches:
-            valid = [s for s in switches if s in self.switch_options]
-            invalid = [s for s in switches if s not in self.switch_options]
-            if invalid:
-                self.msg(f"{self.cmdstring}: unknown switch(es) {'/'.join(invalid)}; "
-                         f"valid: {'/'.join(self.switch_options)}")
-            switches = valid
-        lhs, sep, rhs = args.partition("=")
+            switches = self._check_switches(switches)
+        delimiters = (self.rhs_split,) if isinstance(self.rhs_split, str) else self.rhs_split
+        lhs, rhs = args, None
+        for delimiter in delimiters:
+            if delimiter and delimiter in args:
+                lhs, rhs = args.split(delimiter, 1)
+                break
+        self.raw = raw
         self.switches = switches
         self.args = args
         self.arglist = args.split()
         self.lhs = lhs.strip()
-        self.rhs = rhs.strip() if sep else None
+        self.rhs = rhs.strip() if rhs is not None else None
         self.lhslist = [part.strip() for part in self.lhs.split(",")] if self.lhs else []
         self.rhslist = [part.strip() for part in self.rhs.split(",")] if self.rhs else []
+
+    def _check_switches(self, switches: list[str]) -> list[str]:
+        options = [option.lower() for option in self.switch_options]
+        valid, ambiguous, unknown = [], [], []
+        for switch in switches:
+            found = [o for o in options if o == switch] or [o for o in options
+                                                             if o.startswith(switch)]
+            if len(found) == 1:
+                valid.append(found[0])
+            elif found:
+                ambiguous.append(f"/{switch} (/{' or /'.join(found)}?)")
+            else:
+                unknown.append(f"/{switch}")
+        if ambiguous:
+            self.msg(f"{self.cmdstring}: ambiguous switch {', '.join(ambiguous)} ignored.")
+        if unknown:
+            self.msg(f"{self.cmdstring}: unknown switch {', '.join(unknown)} ignored; valid: "
+                     f"/{' /'.join(options)}")
+        return valid
 
 
 class CmdSet:
@@ -175,12 +205,27 @@ class CmdSet:
 
 def _cmdset_class(cmdset: type[CmdSet] | CmdSet | str) -> type[CmdSet]:
     if isinstance(cmdset, str):
-        module, _, qualname = cmdset.replace(":", ".").rpartition(".")
+        if ":" in cmdset:  # "package.module:Outer.Inner", as stored
+            module, _, qualname = cmdset.partition(":")
+        else:
+            module, _, qualname = cmdset.rpartition(".")
         cmdset = _codec.resolve_path(module, qualname)
     cls = cmdset if isinstance(cmdset, type) else type(cmdset)
     if not issubclass(cls, CmdSet):
         raise TypeError(f"{cmdset!r} is not a CmdSet subclass")
     return cls
+
+
+def _check_storable(cls: type[CmdSet]) -> None:
+    try:
+        found = _codec.resolve_path(cls.__module__, cls.__qualname__)
+    except LookupError:
+        found = None
+    if found is not cls or cls.__module__ == "__main__":
+        raise NotPersistableError(
+            f"{cls.__module__}.{cls.__qualname__} cannot be stored: it would not be found again "
+            "after a reload. Define it in an importable module (not __main__, not inside a "
+            "function), or add it with persistent=False")
 
 
 class CmdSetHandler:
@@ -210,18 +255,21 @@ class CmdSetHandler:
         Args:
             persistent: Remember it in the store so it is back after a reload; needs the class
                 to be importable.
+
+        Adding a set of a class that is already there replaces it.
+
+        Raises:
+            NotPersistableError: ``persistent=True`` and the class could not be found again by
+                its import path (defined in ``__main__`` or inside a function); nothing is added.
         """
         cls = _cmdset_class(cmdset)
+        path = f"{cls.__module__}:{cls.__qualname__}"
+        if persistent:
+            _check_storable(cls)  # before anything changes: refused means not added at all
+        # Adding a set that is already there replaces it (and moves it last) instead of doubling it.
+        self._sets = [s for s in self._sets if type(s) is not cls]
         self._sets.append(cmdset if isinstance(cmdset, CmdSet) else cls())
         if persistent:
-            path = f"{cls.__module__}:{cls.__qualname__}"
-            try:
-                found = _codec.resolve_path(cls.__module__, cls.__qualname__)
-            except LookupError:
-                found = None
-            if found is not cls:
-                raise TypeError(f"{cls!r} cannot be stored: define it at the top level of an "
-                                "importable module, or add it with persistent=False")
             stored = list(self._obj.db.get(self._DB_KEY) or [])
             if path not in stored:
                 setattr(self._obj.db, self._DB_KEY, stored + [path])

@@ -87,7 +87,7 @@ except ImportError:  # pragma: no cover - removed in some future Twisted
 class _Run:
     """One driven generator: what it waits for and the Deferred of its outcome."""
 
-    __slots__ = ("gen", "caller", "deferred", "call", "asking")
+    __slots__ = ("gen", "caller", "deferred", "call", "asking", "running", "closing")
 
     def __init__(self, gen: Generator, caller: Any) -> None:
         self.gen = gen
@@ -95,6 +95,8 @@ class _Run:
         self.deferred: defer.Deferred = defer.Deferred()
         self.call: Any = None     # the pending clock call (pause or question timeout)
         self.asking: ask | None = None
+        self.running = False      # inside gen.send()/throw(): it cannot be closed right now
+        self.closing = False      # closed while running: close it when it next yields
 
 
 class Driver:
@@ -102,8 +104,11 @@ class Driver:
 
     def __init__(self, runtime: "Runtime") -> None:
         self._clock = runtime.clock
-        self._runs: set[_Run] = set()
-        self._questions: dict[Any, deque[_Run]] = {}
+        # Keyed by id(caller): any object can be a caller, hashable or not, and its runs keep it
+        # alive (so its id is not reused) while it has an entry. By caller, so that a
+        # disconnect or a deletion only looks at that caller's runs.
+        self._runs: dict[int, set[_Run]] = {}
+        self._questions: dict[int, deque[_Run]] = {}
 
     def run(self, gen: Generator, caller: Any) -> defer.Deferred:
         """Start driving ``gen`` for ``caller`` (it runs to its first yield at once).
@@ -112,17 +117,18 @@ class Driver:
             A Deferred firing with the generator's return value, or its exception.
         """
         run = _Run(gen, caller)
-        self._runs.add(run)
+        self._runs.setdefault(id(caller), set()).add(run)
         self._step(run, None, None)
         return run.deferred
 
     def _step(self, run: _Run, value: Any, error: BaseException | None) -> None:
         run.call = None
         try:
-            if error is not None:
-                yielded = run.gen.throw(error)
-            else:
-                yielded = run.gen.send(value)
+            run.running = True
+            try:
+                yielded = run.gen.throw(error) if error is not None else run.gen.send(value)
+            finally:
+                run.running = False
         except StopIteration as stop:
             self._finish(run, stop.value, None)
         except _RETURNS as ret:
@@ -130,7 +136,10 @@ class Driver:
         except Exception:
             self._finish(run, None, Failure())
         else:
-            self._wait(run, yielded)
+            if run.closing:  # it disconnected or deleted its own caller, or reloaded, meanwhile
+                self._close(run)
+            else:
+                self._wait(run, yielded)
 
     def _wait(self, run: _Run, yielded: Any) -> None:
         kind = type(yielded)
@@ -154,7 +163,7 @@ class Driver:
                 f"cannot ask {question.question!r}: the generator has no caller to ask"))
             return
         run.asking = question
-        self._questions.setdefault(caller, deque()).append(run)
+        self._questions.setdefault(id(caller), deque()).append(run)
         if question.timeout is not None:
             run.call = self._clock.callLater(question.timeout, self._timed_out, run)
         caller.msg(question.question)
@@ -166,14 +175,21 @@ class Driver:
         self._step(run, default, None)
 
     def _unqueue(self, run: _Run) -> None:
-        queue = self._questions.get(run.caller)
+        queue = self._questions.get(id(run.caller))
         if queue is not None:
             queue.remove(run)
             if not queue:
-                del self._questions[run.caller]
+                del self._questions[id(run.caller)]
+
+    def _forget(self, run: _Run) -> None:
+        runs = self._runs.get(id(run.caller))
+        if runs is not None:
+            runs.discard(run)
+            if not runs:
+                del self._runs[id(run.caller)]
 
     def _finish(self, run: _Run, value: Any, failure: Failure | None) -> None:
-        self._runs.discard(run)
+        self._forget(run)
         if failure is None:
             run.deferred.callback(value)
         else:
@@ -183,7 +199,7 @@ class Driver:
 
     def is_asking(self, caller: Any) -> bool:
         """True if a generator is waiting for ``caller``'s next input line."""
-        return caller in self._questions
+        return id(caller) in self._questions
 
     def answer(self, caller: Any, line: str) -> bool:
         """Give ``line`` (stripped) to the oldest question waiting on ``caller``.
@@ -191,12 +207,12 @@ class Driver:
         Returns:
             False if no question was waiting (the line is then a command).
         """
-        queue = self._questions.get(caller)
+        queue = self._questions.get(id(caller))
         if not queue:
             return False
         run = queue.popleft()
         if not queue:
-            del self._questions[caller]
+            del self._questions[id(caller)]
         if run.call is not None:
             run.call.cancel()
         run.asking = None
@@ -204,13 +220,17 @@ class Driver:
         return True
 
     def _close(self, run: _Run) -> None:
+        if run.running:
+            # A generator cannot close itself: finish the step, then close it at its yield.
+            run.closing = True
+            return
         if run.call is not None and run.call.active():
             run.call.cancel()
         run.call = None
         if run.asking is not None:
             self._unqueue(run)
             run.asking = None
-        self._runs.discard(run)
+        self._forget(run)
         try:
             run.gen.close()
         except Exception:
@@ -219,19 +239,21 @@ class Driver:
             return
         run.deferred.errback(Failure(CallerGone("the caller left before the generator finished")))
         # Nobody waiting on the Deferred is not an error: don't report CallerGone as unhandled.
+        # So only callbacks added before the close see CallerGone; later ones get None.
         run.deferred.addErrback(lambda f: f.trap(CallerGone) and None)
 
     def close_caller(self, caller: Any) -> int:
         """Close every generator driven for ``caller`` (disconnect or deletion). Returns how many."""
-        runs = [run for run in self._runs if run.caller is caller]
+        runs = list(self._runs.get(id(caller), ()))
         for run in runs:
             self._close(run)
         return len(runs)
 
     def stop(self) -> None:
         """Close every driven generator (reload or shutdown): pauses are not persistent."""
-        for run in list(self._runs):
-            self._close(run)
+        for runs in list(self._runs.values()):
+            for run in list(runs):
+                self._close(run)
 
     def __len__(self) -> int:
-        return len(self._runs)
+        return sum(len(runs) for runs in self._runs.values())

@@ -8,6 +8,7 @@ from typing import Any, Callable
 
 from twisted.internet import defer
 
+from .driver import _RETURNS
 from .runtime import get_runtime
 
 
@@ -39,6 +40,8 @@ def interactive(func: Callable[..., Any]) -> Callable[..., defer.Deferred]:
         caller = bound.arguments["caller"]
         try:
             result = func(*args, **kwargs)
+        except _RETURNS as ret:  # returnValue() in a plain function: the same as return
+            return defer.succeed(ret.value)
         except Exception:
             return defer.fail()
         if inspect.isgenerator(result):

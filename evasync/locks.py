@@ -37,9 +37,12 @@ def _perm(obj: Any, name: str) -> bool:
 
 
 def permissions(obj: Any) -> list[str]:
-    """The permission names an object holds (its ``db.permissions``)."""
+    """The permission names an object holds (its ``db.permissions``: a list, or one name)."""
     db = getattr(obj, "db", None)
-    return list(getattr(db, "permissions", None) or []) if db is not None else []
+    held = getattr(db, "permissions", None) if db is not None else None
+    if isinstance(held, str):  # ``obj.db.permissions = "Builder"`` means one permission
+        return [held]
+    return list(held or [])
 
 
 def is_superuser(obj: Any) -> bool:

@@ -1,0 +1,257 @@
+"""The "Commands that take time" howto's commands, played in virtual time."""
+
+from __future__ import annotations
+
+import pathlib
+
+import pytest
+
+from howtos import command_duration
+from howtos.command_duration import BREW_TIME, CRAFT_STEP, FIGHT_LENGTH, CommandDurationCmdSet
+
+from tests._commands_support import Player, caught_log, rt  # noqa: F401  (rt is a fixture)
+
+
+@pytest.fixture
+def hero(rt):
+    """A player with the howto's commands, kept across reloads."""
+    return Player(rt, "Hero", CommandDurationCmdSet, persistent=True)
+
+
+def test_the_howtos_constants_are_the_ones_its_page_talks_about():
+    assert (CRAFT_STEP, FIGHT_LENGTH, BREW_TIME) == (10, 20, 60)
+
+
+# -- wait: a yield in func() --------------------------------------------------------------------
+
+def test_wait_pauses_ten_seconds_and_other_commands_answer_meanwhile(rt, hero):
+    hero.types("wait")
+    assert hero.heard() == ["You start counting to ten..."]
+    rt.advance(5)
+    hero.types("echo hello")
+    assert hero.heard() == ["You shout 'hello' into the valley and listen ..."]
+    rt.advance(4.9)
+    assert hero.heard() == []
+    rt.advance(0.1)
+    assert hero.heard() == ["... ten. You stop counting."]
+    rt.advance(5)
+    assert hero.heard() == ["The valley answers: HELLO ... Hello ... hello"]
+
+
+def test_one_player_waiting_never_holds_up_another(rt):
+    anna = Player(rt, "Anna", CommandDurationCmdSet)
+    bob = Player(rt, "Bob", CommandDurationCmdSet)
+    anna.types("wait")
+    bob.types("bigswing troll")
+    assert bob.heard() == ["You swing big at troll! You are off balance now."]
+    rt.advance(8)
+    assert bob.heard() == ["You regain your balance."]
+    assert anna.heard() == ["You start counting to ten..."]
+    rt.advance(2)
+    assert anna.heard() == ["... ten. You stop counting."]
+
+
+# -- echo and shout: delay() and a chain of delays ----------------------------------------------
+
+def test_echo_without_words_explains_its_usage(hero):
+    hero.types("echo")
+    assert hero.heard() == ["Shout what? Usage: echo <words>"]
+
+
+def test_echo_answers_ten_seconds_later(rt, hero):
+    hero.types("echo Is anyone there")
+    hero.heard()
+    rt.advance(9.99)
+    assert hero.heard() == []
+    rt.advance(0.01)
+    assert hero.heard() == ["The valley answers: IS ANYONE THERE ... Is anyone there ... "
+                            "is anyone there"]
+
+
+def test_shout_echoes_fade_every_two_seconds(rt, hero):
+    hero.types("shout Hello!")
+    assert hero.heard() == ["You shout 'Hello!'."]
+    timeline = []
+    for _ in range(8):
+        rt.advance(1)
+        timeline += [(rt.now, line) for line in hero.heard()]
+    assert timeline == [(2, "... HELLO!"), (4, "... Hello!"), (6, "... hello! ...")]
+
+
+def test_shout_without_words_explains_its_usage(hero):
+    hero.types("shout")
+    assert hero.heard() == ["Shout what? Usage: shout <words>"]
+
+
+# -- bigswing: a command that blocks itself -----------------------------------------------------
+
+def test_bigswing_cannot_be_repeated_until_the_player_recovers(rt, hero):
+    hero.types("bigswing troll")
+    hero.types("swing troll")                # the alias is blocked too
+    rt.advance(7.9)
+    hero.types("bigswing troll")
+    assert hero.heard() == [
+        "You swing big at troll! You are off balance now.",
+        "You are still off balance and need a moment to recover!",
+        "You are still off balance and need a moment to recover!",
+    ]
+    rt.advance(0.1)
+    assert hero.heard() == ["You regain your balance."]
+    hero.types("bigswing")
+    assert hero.heard() == ["You swing big at the air! You are off balance now."]
+
+
+def test_off_balance_is_forgotten_by_a_reload(rt, hero):
+    hero.types("bigswing troll")
+    rt.reload()
+    hero.refetch()
+    hero.types("bigswing troll")
+    rt.advance(8)
+    assert hero.heard() == ["You swing big at troll! You are off balance now.",
+                            "You swing big at troll! You are off balance now.",
+                            "You regain your balance."]
+
+
+# -- craft, attack and north: a command that can be interrupted ---------------------------------
+
+def test_crafting_takes_three_steps_and_keeps_the_player_at_the_workbench(rt, hero):
+    hero.types("craft fine sword")
+    hero.types("north")
+    assert hero.heard() == ["You start crafting fine sword.",
+                            "You are too focused on your crafting, and can't move!"]
+    rt.advance(10)
+    assert hero.heard() == ["You shape the main part of fine sword."]
+    hero.types("craft dagger")
+    assert hero.heard() == ["You are already crafting fine sword!"]
+    rt.advance(10)
+    assert hero.heard() == ["You add the finer details to fine sword."]
+    rt.advance(10)
+    assert hero.heard() == ["You finish crafting fine sword."]
+    hero.types("n")
+    assert hero.heard() == ["You walk n ... and back again: this world is one room."]
+    assert hero.obj.ndb.crafting is None and hero.obj.ndb.crafting_task is None
+
+
+def test_craft_without_a_thing_explains_its_usage(hero):
+    hero.types("craft")
+    assert hero.heard() == ["Craft what? Usage: craft <thing>"]
+
+
+def test_attacking_cancels_the_pending_craft_step_at_once(rt, hero):
+    hero.types("craft chain mail")
+    rt.advance(10)
+    step = hero.obj.ndb.crafting_task
+    assert step.active()
+    rt.advance(5)
+    hero.heard()
+    hero.types("attack goblin")
+    assert hero.heard() == ["You drop chain mail half-finished.", "You attack goblin!"]
+    assert not step.active()                 # cancelled now, not when it would have fired
+    assert hero.obj.ndb.crafting is None
+    # Only the fight's end is still scheduled: the step due at 20 s left the clock at 15 s.
+    assert [call.getTime() for call in rt.clock.getDelayedCalls()] == [15 + FIGHT_LENGTH]
+    hero.types("west")                       # no longer stuck at the workbench
+    assert hero.heard() == ["You walk west ... and back again: this world is one room."]
+    rt.advance(15)                           # past the cancelled steps' times
+    assert hero.heard() == []
+
+
+def test_no_crafting_during_a_fight_and_the_fight_ends_after_twenty_seconds(rt, hero):
+    hero.types("craft chain mail")
+    rt.advance(10)
+    hero.types("hit goblin")
+    hero.heard()
+    rt.advance(10)
+    hero.types("craft chain mail")
+    assert hero.heard() == ["You can't start crafting in the middle of a fight!"]
+    rt.advance(9.9)
+    assert hero.heard() == []
+    rt.advance(0.1)
+    hero.types("craft chain mail")
+    assert hero.heard() == ["The fight is over. You catch your breath.",
+                            "You start crafting chain mail."]
+
+
+def test_the_craft_refusal_in_a_fight_is_what_the_page_shows(rt, hero):
+    hero.types("attack goblin")
+    hero.types("craft chain mail")
+    assert hero.heard() == ["You attack goblin!",
+                            "You can't start crafting in the middle of a fight!"]
+
+
+def test_attacking_again_does_not_start_a_second_fight(rt, hero):
+    hero.types("stab rat")
+    rt.advance(10)
+    hero.types("stab rat")
+    rt.advance(10)
+    assert hero.heard() == ["You attack rat!", "You attack rat!",
+                            "The fight is over. You catch your breath."]
+    rt.advance(20)
+    assert hero.heard() == []
+
+
+def test_attack_with_no_target_and_nothing_crafted(hero):
+    hero.types("attack")
+    assert hero.heard() == ["You attack the nearest shadow!"]
+
+
+# -- brew: a persistent delay -------------------------------------------------------------------
+
+def test_brewing_survives_a_reload(rt, hero):
+    hero.types("brew healing draught")
+    assert hero.heard() == [
+        "You set a cauldron of healing draught to simmer. It will be ready in a minute."]
+    rt.advance(30)
+    rt.reload()
+    hero.refetch()
+    hero.types("brew more")
+    assert hero.heard() == ["Your healing draught is still bubbling."]
+    rt.advance(29.9)
+    assert hero.heard() == []
+    rt.advance(0.1)
+    assert hero.heard() == ["Your healing draught is ready!"]
+    assert hero.obj.db.brewing is None
+
+
+def test_brew_without_a_potion_explains_its_usage(hero):
+    hero.types("brew")
+    assert hero.heard() == ["Brew what? Usage: brew <potion>"]
+
+
+def test_a_plain_echo_does_not_survive_a_reload(rt, hero):
+    hero.types("echo anyone there")
+    rt.reload()
+    hero.refetch()
+    rt.advance(10)
+    hero.types("echo still here")
+    rt.advance(10)
+    assert hero.heard() == [
+        "You shout 'anyone there' into the valley and listen ...",
+        "You shout 'still here' into the valley and listen ...",
+        "The valley answers: STILL HERE ... Still here ... still here",
+    ]
+
+
+def test_a_paused_wait_is_closed_cleanly_by_a_reload(rt, hero):
+    hero.types("wait")
+    with caught_log() as log:
+        rt.reload()
+        hero.refetch()
+        rt.advance(10)
+    assert hero.heard() == ["You start counting to ten..."]
+    assert log.failures() == []
+
+
+# -- the set as a whole -------------------------------------------------------------------------
+
+def test_help_lists_every_command_of_the_howto(hero):
+    hero.types("help")
+    listed = [line.split()[0] for line in hero.heard()[1:-1]]
+    assert listed == ["attack", "bigswing", "brew", "craft", "echo", "help", "north", "shout",
+                      "wait"]
+
+
+def test_the_howto_imports_only_from_evasync():
+    source = pathlib.Path(command_duration.__file__).read_text(encoding="utf-8")
+    imports = [line for line in source.splitlines() if line.startswith(("import", "from"))]
+    assert imports == ["from evasync import CmdSet, Command, MuxCommand, delay"]
