@@ -16,6 +16,9 @@ from .errors import NotPersistableError
 
 _SCALARS = (type(None), bool, int, float, str)
 
+#: One compact encoder for every value (``json.dumps`` with options builds a new one per call).
+_ENCODER = json.JSONEncoder(separators=(",", ":"))
+
 _HOW_TO_FIX = (
     "persistent tasks can store module-level functions, methods of stored game objects, plain "
     "data (numbers, strings, bytes, None, bools and lists/tuples/dicts/sets of those) and stored "
@@ -65,35 +68,52 @@ def encode(value: Any, where: str) -> Any:
     raise NotPersistableError(f"{where} cannot be stored: {_describe(value)}. {_HOW_TO_FIX}; {hint}.")
 
 
-def decode(data: Any, get_object: Callable[[int], Any]) -> Any:
-    """Inverse of :func:`encode`. ``get_object(id)`` returns a stored object or raises LookupError."""
-    kind = type(data)
-    if kind is list:
-        return [decode(item, get_object) for item in data]
-    if kind is not dict:
-        return data
-    (tag, body), = data.items()
-    if tag == "t":
-        return tuple(decode(item, get_object) for item in body)
-    if tag == "d":
-        return {decode(k, get_object): decode(v, get_object) for k, v in body}
-    if tag == "s":
-        return {decode(item, get_object) for item in body}
-    if tag == "f":
-        return frozenset(decode(item, get_object) for item in body)
-    if tag == "b":
-        return base64.b64decode(body)
-    if tag == "o":
-        return get_object(body)
-    raise ValueError(f"unknown tag {tag!r} in stored data")
+class Decoder:
+    """Inverse of :func:`dumps`; make one and reuse it for many texts (as ``load()`` does).
+
+    Args:
+        get_object: ``get_object(id)`` returns a stored object or raises LookupError.
+
+    JSON hands every object to the hook innermost first, so each tagged container is rebuilt
+    from contents that are already decoded, and lists need no rebuilding at all.
+    """
+
+    def __init__(self, get_object: Callable[[int], Any]) -> None:
+        self._get_object = get_object
+        self._json = json.JSONDecoder(object_hook=self._untag)
+
+    def loads(self, text: str) -> Any:
+        return self._json.decode(text)
+
+    def _untag(self, data: dict) -> Any:
+        (tag, body), = data.items()
+        if tag == "t":
+            return tuple(body)
+        if tag == "d":
+            return {key: value for key, value in body}
+        if tag == "s":
+            return set(body)
+        if tag == "f":
+            return frozenset(body)
+        if tag == "b":
+            return base64.b64decode(body)
+        if tag == "o":
+            return self._get_object(body)
+        raise ValueError(f"unknown tag {tag!r} in stored data")
 
 
 def dumps(value: Any, where: str) -> str:
-    return json.dumps(encode(value, where), separators=(",", ":"))
+    """:func:`encode` ``value`` as JSON text; ``where`` names it in error messages."""
+    try:
+        return _ENCODER.encode(encode(value, where))
+    except RecursionError:
+        raise NotPersistableError(f"{where} cannot be stored: it contains itself or is nested too "
+                                  "deeply. Store plain, tree-shaped data.") from None
 
 
 def loads(text: str, get_object: Callable[[int], Any]) -> Any:
-    return decode(json.loads(text), get_object)
+    """Inverse of :func:`dumps`, for one text (see :class:`Decoder` for many)."""
+    return Decoder(get_object).loads(text)
 
 
 def object_ids(data: Any) -> set[int]:
@@ -123,7 +143,8 @@ def encode_callback(callback: Any) -> dict:
         if _is_game_object(owner):
             if owner.id is None or owner.deleted:
                 raise NotPersistableError(
-                    f"callback {callback!r} is a method of a deleted game object")
+                    f"callback {callback!r} is a method of a deleted game object; a persistent "
+                    "task can only call methods of objects that still exist")
             if not callable(getattr(type(owner), name, None)):
                 raise NotPersistableError(
                     f"callback {name!r} of {owner!r} is not a method defined on its class "

@@ -54,6 +54,7 @@ class AttributeHandler:
         object.__setattr__(self, "_cache", None)
 
     def _values(self) -> dict[str, Any]:
+        self._obj._live_id()  # a deleted object has no attributes left to read
         if self._cache is None:
             obj = self._obj
             objects = obj._runtime.objects

@@ -48,8 +48,19 @@ _MIGRATIONS: list[str] = [
         PRIMARY KEY (obj_id, name)
     );
     """,
+    # version 2: accounts of the demo server (evasync.server); passwords are salted slow hashes
+    """
+    CREATE TABLE accounts (
+        name TEXT PRIMARY KEY COLLATE NOCASE,
+        password TEXT NOT NULL,
+        character_id INTEGER NOT NULL,
+        created REAL NOT NULL
+    );
+    """,
 ]
 SCHEMA_VERSION = len(_MIGRATIONS)
+#: Tables every evasync store has (from version 1 on): how a foreign SQLite file is told apart.
+_TABLES = {"meta", "tasks", "objects", "attributes"}
 
 
 def default_path() -> str:
@@ -111,6 +122,11 @@ class Store:
             status = conn.execute("PRAGMA quick_check(1)").fetchone()[0]
             if status != "ok":
                 raise self._fail(f"failed SQLite's integrity check ({status})")
+            tables = {row[0] for row in conn.execute(
+                "SELECT name FROM sqlite_master WHERE type='table'")}
+            if not _TABLES <= tables:
+                raise self._fail(f"is an SQLite database with user_version {version} but not an "
+                                 f"evasync store (missing tables: {sorted(_TABLES - tables)})")
         for number in range(version, SCHEMA_VERSION):
             conn.executescript("BEGIN;" + _MIGRATIONS[number]
                                + f"; PRAGMA user_version = {number + 1}; COMMIT;")
@@ -194,3 +210,22 @@ class Store:
 
     def delete_attribute(self, obj_id: int, name: str) -> None:
         self.conn.execute("DELETE FROM attributes WHERE obj_id=? AND name=?", (obj_id, name))
+
+    # -- accounts (evasync.server) ---------------------------------------------------------
+
+    def create_account(self, name: str, password: str, character_id: int, created: float) -> bool:
+        """Store a new account; False if the name is taken (names are case-insensitive)."""
+        try:
+            self.conn.execute("INSERT INTO accounts VALUES (?, ?, ?, ?)",
+                              (name, password, character_id, created))
+        except sqlite3.IntegrityError:
+            return False
+        return True
+
+    def account(self, name: str) -> tuple[str, str, int] | None:
+        """The account named ``name`` as (name, password hash, character id), or None."""
+        return self.conn.execute("SELECT name, password, character_id FROM accounts WHERE name=?",
+                                 (name,)).fetchone()
+
+    def count_accounts(self) -> int:
+        return self.conn.execute("SELECT count(*) FROM accounts").fetchone()[0]

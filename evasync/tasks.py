@@ -39,7 +39,10 @@ def check_timedelay(timedelay: Any) -> float:
         if isinstance(timedelay, bool) or not isinstance(timedelay, Real):
             raise TypeError(f"timedelay must be a number of seconds, not {timedelay!r} "
                             f"(type {kind.__name__})")
-    seconds = float(timedelay)
+    try:
+        seconds = float(timedelay)
+    except OverflowError:
+        seconds = math.inf
     if not seconds >= 0 or seconds == math.inf:
         raise ValueError(f"timedelay must be a finite number of seconds >= 0, not {timedelay!r}")
     return seconds
@@ -350,14 +353,13 @@ class TaskHandler:
         their original time. A task whose function no longer imports or whose object was deleted
         is logged with the reason and deleted from the store; the others still load.
         """
-        objects = self._runtime.objects
-
-        def get_object(obj_id: int) -> Any:
-            return objects.get(obj_id)
-
+        get_object = self._runtime.objects.get
+        decoder = _codec.Decoder(get_object)
         resolved: dict[str, Any] = {}
-        now = self._clock.seconds()
         overdue: list[Task] = []
+        # Queued before anything else, so the backlog fires ahead of tasks that come due while
+        # this (possibly long) load runs; it is filled below.
+        self._clock.callLater(0, self._fire_overdue, overdue)
         broken: list[int] = []
         restored = 0
         for task_id, due, state, callback_text, args_text, kwargs_text in self._store.tasks():
@@ -370,11 +372,11 @@ class TaskHandler:
                     callback = _codec.decode_callback(spec, get_object)
                     if "path" in spec:
                         resolved[callback_text] = callback
-                args = tuple(_codec.loads(args_text, get_object))
-                kwargs = _codec.loads(kwargs_text, get_object)
-            except (LookupError, ValueError) as exc:
+                args = tuple(decoder.loads(args_text))
+                kwargs = decoder.loads(kwargs_text)
+            except Exception as exc:  # a missing object or function, or a damaged row
                 log.warn("dropping stored task {task_id}: {reason}", task_id=task_id,
-                         reason=str(exc))
+                         reason=str(exc) or repr(exc))
                 broken.append(task_id)
                 continue
             task = Task(self._runtime, task_id, callback, args, kwargs, True, due, state)
@@ -382,14 +384,13 @@ class TaskHandler:
             restored += 1
             if state != SCHEDULED:
                 continue
-            if due <= now:
+            wait = due - self._clock.seconds()  # time passes while a large store loads
+            if wait <= 0:
                 overdue.append(task)
             else:
-                task._call = self._clock.callLater(due - now, self._fire, task)
+                task._call = self._clock.callLater(wait, self._fire, task)
         if broken:
             self._store.delete_tasks(broken)
-        if overdue:
-            self._clock.callLater(0, self._fire_overdue, overdue)
         return restored
 
     def stop(self) -> None:
