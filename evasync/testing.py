@@ -15,6 +15,7 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
+import time
 from typing import Any
 
 from twisted.internet.task import Clock
@@ -92,6 +93,26 @@ class VirtualRuntime(Runtime):
                 break
             clock.advance(max(0.0, due - clock.seconds()))
         clock.advance(target - clock.seconds())
+
+    def wait_for(self, deferred: Any, timeout: float = 10.0) -> Any:
+        """Wait, in real time, for work running off the reactor (``run_async``) to report back.
+
+        Spins the real reactor one step at a time, so results that threads and worker
+        processes hand back with ``callFromThread`` are delivered; virtual time does not move.
+
+        Returns:
+            The Deferred's result (a ``Failure`` if it failed).
+
+        Raises:
+            TimeoutError: if ``deferred`` has not fired within ``timeout`` seconds.
+        """
+        reactor = self.reactor
+        deadline = time.monotonic() + timeout
+        while not deferred.called:
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"{deferred!r} did not fire within {timeout} s")
+            reactor.iterate(0.005)
+        return deferred.result
 
     def listen(self, obj: DefaultObject, echo: bool = False, prefix: str = "") -> Recorder:
         """Connect a :class:`Recorder` to ``obj``; it stays connected across :meth:`reload`."""
