@@ -6,9 +6,11 @@ from .driver import CallerGone, YieldError, ask, returnValue
 from .interactive import interactive
 from .locks import LockError
 from .api import create_object, delay, get_object, search_object
-from .errors import EvasyncError, NotPersistableError, ObjectDeletedError, StoreError
+from .errors import (EvasyncError, NotPersistableError, NotPicklableError, ObjectDeletedError,
+                     StoreError)
 from .objects import DefaultCharacter, DefaultObject
 from .runtime import TASK_HANDLER, Runtime, get_runtime, now, set_runtime, use_runtime
+from .run_async import run_async
 from .tasks import Task, TaskHandler
 
 __all__ = [
@@ -28,6 +30,7 @@ __all__ = [
     "DefaultObject",
     "EvasyncError",
     "NotPersistableError",
+    "NotPicklableError",
     "ObjectDeletedError",
     "Runtime",
     "StoreError",
@@ -38,6 +41,7 @@ __all__ = [
     "get_object",
     "get_runtime",
     "now",
+    "run_async",
     "search_object",
     "set_runtime",
     "use_runtime",

@@ -22,3 +22,12 @@ class StoreError(EvasyncError):
 
 class ObjectDeletedError(EvasyncError):
     """An operation was attempted on a game object that has been deleted."""
+
+
+class NotPicklableError(EvasyncError, TypeError):
+    """``run_async(..., executor="process")`` was given something a worker process cannot receive.
+
+    Raised at call time, before anything is sent: the message names the function or the
+    argument that could not be pickled and why. Pass a module-level function and plain data, or
+    run the work in a thread (``executor="thread"``).
+    """
