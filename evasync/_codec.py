@@ -116,23 +116,6 @@ def loads(text: str, get_object: Callable[[int], Any]) -> Any:
     return Decoder(get_object).loads(text)
 
 
-def object_ids(data: Any) -> set[int]:
-    """All object ids referenced in encoded ``data`` (to check them before a task is restored)."""
-    found: set[int] = set()
-    stack = [data]
-    while stack:
-        item = stack.pop()
-        if type(item) is list:
-            stack.extend(item)
-        elif type(item) is dict:
-            (tag, body), = item.items()
-            if tag == "o":
-                found.add(body)
-            elif tag != "b":
-                stack.append(body)
-    return found
-
-
 # -- callbacks ---------------------------------------------------------------------------------
 
 def encode_callback(callback: Any) -> dict:
