@@ -1,0 +1,47 @@
+"""The ``evasync`` command: start, stop, reload and status of the demo server."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="evasync", description="Run the evasync demo server (telnet, several players).")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def command(name: str, help: str) -> argparse.ArgumentParser:
+        sub = commands.add_parser(name, help=help, description=help)
+        sub.add_argument("--db", help="the store file (default: $EVASYNC_DB or ./evasync.db); "
+                                      "the pid, state and log files go next to it")
+        return sub
+
+    start = command("start", "start the server (in the background unless --foreground)")
+    start.add_argument("--host", default="127.0.0.1", help="address to listen on "
+                       "(default 127.0.0.1)")
+    start.add_argument("--port", type=int, default=4000, help="telnet port (default 4000; "
+                       "0 picks a free one, shown by 'evasync status')")
+    start.add_argument("--foreground", action="store_true",
+                       help="stay attached to the terminal, logging to it too (Ctrl-C stops)")
+    start.add_argument("--speed", type=float, default=1.0,
+                       help="game time runs this many times faster (demos and tests; use a "
+                            "throw-away store)")
+    start.add_argument("--quiet", action="store_true", help=argparse.SUPPRESS)
+    command("stop", "stop the server gracefully (persistent delays stay stored)")
+    command("reload", "restart the game with the code on disk; players stay connected")
+    command("status", "say whether the server runs (exit status 0) or not (3)")
+    options = parser.parse_args(argv)
+
+    from .server import control
+
+    if options.command == "start":
+        if not options.speed > 0:
+            parser.error(f"--speed must be > 0, not {options.speed}")
+        return control.start(options.host, options.port, options.db, options.foreground,
+                             options.speed, console=not options.quiet)
+    return getattr(control, options.command)(options.db)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

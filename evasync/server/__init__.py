@@ -1,0 +1,12 @@
+"""The demo server: several players, telnet, accounts, and a reload that keeps them connected.
+
+Two processes (see ``docs`` and the modules):
+
+* the **portal** (:mod:`.portal`, :mod:`.telnet`) holds the telnet connections and lives as long
+  as the server;
+* the **game process** (:mod:`.game`, :mod:`.commands`, :mod:`.accounts`) runs a
+  :class:`~evasync.Runtime` on the real reactor with the store; it is replaced on every reload.
+
+They talk AMP over a unix socket (:mod:`.protocol`). ``evasync start|stop|reload|status``
+(:mod:`.control`) drives them from outside.
+"""

@@ -1,0 +1,111 @@
+"""Player accounts: a name, a password (stored as a salted scrypt hash) and a character.
+
+Hashing is deliberately slow (about 25 ms), so it runs in the reactor's thread pool: a login
+never freezes the other players. The first account made is the superuser.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import os
+import re
+from typing import TYPE_CHECKING, Any
+
+from twisted.internet import defer, threads
+from twisted.logger import Logger
+
+if TYPE_CHECKING:
+    from ..runtime import Runtime
+
+log = Logger(namespace="evasync.server.accounts")
+
+#: scrypt cost: n=2**14, r=8, p=1 (16 MiB, the parameters Python's documentation suggests).
+_N, _R, _P = 2 ** 14, 8, 1
+NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_-]{1,19}$")
+MIN_PASSWORD = 4
+CHARACTER_TYPECLASS = "evasync.server.characters:Character"
+
+
+def hash_password(password: str) -> str:
+    """A new salted hash of ``password``: ``scrypt$n$r$p$salt$hash`` (base64 parts)."""
+    salt = os.urandom(16)
+    digest = hashlib.scrypt(password.encode("utf-8"), salt=salt, n=_N, r=_R, p=_P)
+    return "$".join(["scrypt", str(_N), str(_R), str(_P),
+                     base64.b64encode(salt).decode(), base64.b64encode(digest).decode()])
+
+
+def check_password(password: str, stored: str) -> bool:
+    """True if ``password`` matches the ``stored`` hash (compared in constant time)."""
+    try:
+        kind, n, r, p, salt, digest = stored.split("$")
+        if kind != "scrypt":
+            return False
+        expected = base64.b64decode(digest)
+        actual = hashlib.scrypt(password.encode("utf-8"), salt=base64.b64decode(salt),
+                                n=int(n), r=int(r), p=int(p), dklen=len(expected))
+    except ValueError:
+        return False
+    return hmac.compare_digest(actual, expected)
+
+
+#: Checked when the name is unknown, so a wrong name costs as long as a wrong password.
+_DUMMY = hash_password("not a real password")
+
+
+def check_name(name: str) -> str | None:
+    """Why ``name`` cannot be an account name, or None if it can."""
+    if not NAME.match(name):
+        return ("A name is 2 to 20 letters, digits, '-' or '_', starting with a letter "
+                f"(not {name!r}).")
+    return None
+
+
+class Accounts:
+    """The accounts in a runtime's store."""
+
+    def __init__(self, runtime: "Runtime") -> None:
+        self._runtime = runtime
+        #: Set when the game stops: a hash finishing after that touches nothing.
+        self.closed = False
+
+    def _in_thread(self, func: Any, *args: Any) -> defer.Deferred:
+        reactor = self._runtime.reactor
+        return threads.deferToThreadPool(reactor, reactor.getThreadPool(), func, *args)
+
+    def exists(self, name: str) -> bool:
+        return self._runtime.store.account(name) is not None
+
+    @defer.inlineCallbacks
+    def create(self, name: str, password: str) -> Any:
+        """Make an account and its character; fires with the character, or None if the name
+        was taken meanwhile. The first account's character is the superuser."""
+        hashed = yield self._in_thread(hash_password, password)
+        store = self._runtime.store
+        if self.closed or store.account(name) is not None:
+            return None
+        first = store.count_accounts() == 0
+        character = self._runtime.objects.create(CHARACTER_TYPECLASS, key=name)
+        if not store.create_account(name, hashed, character.id, self._runtime.reactor.seconds()):
+            character.delete()
+            return None
+        if first:
+            character.db.superuser = True
+        log.info("account {name} created (character #{id}{su})", name=name, id=character.id,
+                 su=", superuser" if first else "")
+        return character
+
+    @defer.inlineCallbacks
+    def authenticate(self, name: str, password: str) -> Any:
+        """Fires with the account's character, or None if the name or password is wrong."""
+        row = self._runtime.store.account(name)
+        stored = row[1] if row is not None else _DUMMY
+        ok = yield self._in_thread(check_password, password, stored)
+        if self.closed or not ok or row is None:
+            return None
+        try:
+            return self._runtime.objects.get(row[2])
+        except LookupError:
+            log.warn("account {name}: its character #{id} is gone", name=row[0], id=row[2])
+            return None

@@ -1,0 +1,12 @@
+"""The typeclass of the players' characters on the demo server."""
+
+from __future__ import annotations
+
+from ..objects import DefaultCharacter
+
+
+class Character(DefaultCharacter):
+    """A player's character: the howto's commands plus the server's own (look, say, who...)."""
+
+    default_cmdsets = ("howtos.command_duration:CommandDurationCmdSet",
+                       "evasync.server.commands:CharacterCmdSet")

@@ -1,0 +1,363 @@
+"""The game process: a runtime on the real reactor, the store, and the players' commands.
+
+It holds no socket of its own: the portal owns the connections and passes their lines in (see
+:mod:`evasync.server.protocol`). A reload is this process exiting and a fresh one, with the
+code read again from disk, taking over the portal's connections. Started by the portal as
+``python -m evasync.server.game``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import sys
+from typing import Any
+
+from twisted.internet import defer
+from twisted.internet.endpoints import UNIXClientEndpoint, connectProtocol
+from twisted.logger import Logger
+from twisted.protocols import amp
+
+from ..runtime import Runtime, set_runtime
+from .accounts import MIN_PASSWORD, Accounts, check_name
+from .clock import ScaledClock
+from .logs import start_logging
+from .protocol import Hello, Outbox, Reload, Shutdown, ToGame, ToPortal
+
+log = Logger(namespace="evasync.server.game")
+
+BANNER = """\
+Welcome to the evasync demo server!
+  create <name> <password>    make a character (the first one made is the superuser)
+  connect <name> <password>   play a character you made before
+  quit                        leave"""
+
+#: Failed logins a connection may make before it is closed.
+MAX_FAILURES = 10
+#: Seconds the first slowed-down retry must wait (doubling with each failure, up to the cap).
+FIRST_WAIT, MAX_WAIT = 1.0, 30.0
+
+
+class GameSession:
+    """One connection as the game sees it; what a character's ``sessions`` list holds."""
+
+    def __init__(self, game: "Game", sid: int, address: str) -> None:
+        self.game = game
+        self.sid = sid
+        self.address = address
+        self.character: Any = None
+        self.failures = 0
+        self.retry_at = 0.0
+        self.busy = False
+
+    def __repr__(self) -> str:
+        return f"<GameSession {self.sid} {self.address} {self.character!r}>"
+
+    def send(self, text: str) -> None:
+        """Show ``text`` to this connection's player."""
+        self.game.outbox.put("send", self.sid, str(text))
+
+    def close(self, text: str | None = None) -> None:
+        """Say ``text`` and close the connection."""
+        if text:
+            self.send(text)
+        self.game.outbox.put("close", self.sid)
+
+
+class Game:
+    """The game logic of one process: sessions, logins, commands.
+
+    Args:
+        runtime: The runtime (already current) whose store holds the accounts.
+    """
+
+    def __init__(self, runtime: Runtime) -> None:
+        global _current
+        self.runtime = runtime
+        self.accounts = Accounts(runtime)
+        self.sessions: dict[int, GameSession] = {}
+        self.link: amp.AMP | None = None
+        self.outbox = Outbox(runtime.reactor, ToPortal, lambda: self.link)
+        self.closed = False
+        _current = self
+
+    # -- the link to the portal ------------------------------------------------------------
+
+    def attach(self, link: amp.AMP, sessions: list[dict], notice: str) -> None:
+        """Take over the portal's connections (Hello's answer), then load the stored tasks."""
+        self.link = link
+        for row in sessions:
+            session = GameSession(self, row["sid"], row["address"])
+            self.sessions[session.sid] = session
+            if row["character_id"] is not None:
+                try:
+                    character = self.runtime.objects.get(row["character_id"])
+                except LookupError:
+                    session.send("Your character is gone; please connect again.")
+                    self.outbox.put("login", session.sid, None, "")
+                    session.send(BANNER)
+                else:
+                    session.character = character
+                    character.sessions.append(session)
+            elif not row["greeted"]:
+                session.send(BANNER)
+        restored = self.runtime.tasks.load()
+        log.info("game process {pid} ready: {sessions} connection(s), {restored} persistent "
+                 "task(s) restored", pid=os.getpid(), sessions=len(sessions), restored=restored)
+        if notice:
+            plural = "" if restored == 1 else "s"
+            self.broadcast(f"{notice} ({restored} persistent task{plural} restored).")
+
+    def request_reload(self) -> None:
+        """Ask the portal to restart this process with the code on disk."""
+        self.outbox.flush()
+        if self.link is not None:
+            self.link.callRemote(Reload).addErrback(lambda f: None)
+
+    def shutdown(self, reason: str) -> None:
+        """Stop gracefully: persistent tasks stay stored, the store is closed."""
+        if self.closed:
+            return
+        log.info("game process {pid} stopping ({reason})", pid=os.getpid(), reason=reason)
+        self.outbox.flush()
+        self.closed = True
+        self.accounts.closed = True
+        self.runtime.close()
+
+    # -- events from the portal ------------------------------------------------------------
+
+    def handle(self, events: list[list]) -> None:
+        """Act on a batch of portal events; one failing never stops the others."""
+        for event in events:
+            try:
+                kind = event[0]
+                if kind == "input":
+                    self.input(event[1], event[2])
+                elif kind == "connect":
+                    self.connect(event[1], event[2])
+                elif kind == "disconnect":
+                    self.disconnect(event[1])
+                else:
+                    log.warn("unknown event from the portal: {event!r}", event=event)
+            except Exception:
+                log.failure("handling portal event {event!r}", event=event)
+
+    def connect(self, sid: int, address: str) -> None:
+        session = GameSession(self, sid, address)
+        self.sessions[sid] = session
+        session.send(BANNER)
+
+    def disconnect(self, sid: int) -> None:
+        session = self.sessions.pop(sid, None)
+        if session is None or session.character is None:
+            return
+        character = session.character
+        if session in character.sessions:
+            character.sessions.remove(session)
+        if not character.sessions:
+            # Last connection of this character: close the questions it was waiting on.
+            self.runtime.disconnect(character)
+        log.info("{name} disconnected ({address})", name=character.key, address=session.address)
+
+    def input(self, sid: int, line: str) -> None:
+        session = self.sessions.get(sid)
+        if session is None:
+            return
+        if session.character is None:
+            self.login(session, line)
+            return
+        try:
+            done = session.character.execute_cmd(line, session=session)
+        except Exception:
+            log.failure("command {line!r} from {character!r}", line=line,
+                        character=session.character)
+            session.send("Sorry, that failed with an error; it has been logged.")
+        else:
+            done.addErrback(self._command_failed, session, line)
+
+    def _command_failed(self, failure: Any, session: GameSession, line: str) -> None:
+        log.failure("command {line!r} from {character!r}", failure, line=line,
+                    character=session.character)
+
+    # -- logging in ------------------------------------------------------------------------
+
+    def login(self, session: GameSession, line: str) -> None:
+        """A line from a connection that has no character yet."""
+        word, _, rest = line.strip().partition(" ")
+        word = word.lower()
+        if word in ("create", "connect"):
+            name, _, password = rest.strip().partition(" ")
+            password = password.strip()
+            if not name or not password:
+                session.send(f"Usage: {word} <name> <password>")
+            elif session.busy:
+                session.send("Still checking your last request; hold on.")
+            elif word == "create":
+                self._create(session, name, password)
+            else:
+                self._connect(session, name, password)
+        elif word == "quit":
+            session.close("Goodbye!")
+        elif word:
+            session.send(f"You are not logged in yet.\n{BANNER}")
+
+    def _create(self, session: GameSession, name: str, password: str) -> None:
+        problem = check_name(name)
+        if problem is None and len(password) < MIN_PASSWORD:
+            problem = f"A password needs at least {MIN_PASSWORD} characters."
+        if problem is None and self.accounts.exists(name):
+            problem = f"The name {name!r} is taken; pick another."
+        if problem:
+            session.send(problem)
+            return
+        session.busy = True
+        done = self.accounts.create(name, password)
+        done.addCallback(self._created, session, name)
+        done.addErrback(self._login_failed, session)
+
+    def _created(self, character: Any, session: GameSession, name: str) -> None:
+        session.busy = False
+        if self.sessions.get(session.sid) is not session or self.closed:
+            return
+        if character is None:
+            session.send(f"The name {name!r} is taken; pick another.")
+            return
+        self._puppet(session, character)
+        superuser = " You are the superuser (try 'py' and 'reload')." \
+            if character.db.superuser else ""
+        session.send(f"Welcome, {character.key}! Your character has been created.{superuser}\n"
+                     "Type 'help' for the commands, 'look' to look around.")
+
+    def _connect(self, session: GameSession, name: str, password: str) -> None:
+        now = self.runtime.reactor.seconds()
+        if now < session.retry_at:
+            session.send(f"Too many failed logins: wait {session.retry_at - now:.0f} s "
+                         "before trying again.")
+            return
+        session.busy = True
+        done = self.accounts.authenticate(name, password)
+        done.addCallback(self._connected, session)
+        done.addErrback(self._login_failed, session)
+
+    def _connected(self, character: Any, session: GameSession) -> None:
+        session.busy = False
+        if self.sessions.get(session.sid) is not session or self.closed:
+            return
+        if character is None:
+            session.failures += 1
+            log.info("failed login from {address} ({n} so far)", address=session.address,
+                     n=session.failures)
+            if session.failures >= MAX_FAILURES:
+                session.close("Wrong name or password. Too many failed logins: goodbye.")
+                return
+            if session.failures >= 2:
+                wait = min(FIRST_WAIT * 2 ** (session.failures - 2), MAX_WAIT)
+                session.retry_at = self.runtime.reactor.seconds() + wait
+            session.send("Wrong name or password.")
+            return
+        session.failures = 0
+        self._puppet(session, character)
+        session.send(f"Welcome back, {character.key}! Type 'help' for the commands.")
+
+    def _login_failed(self, failure: Any, session: GameSession) -> None:
+        session.busy = False
+        log.failure("login from {address}", failure, address=session.address)
+        if self.sessions.get(session.sid) is session:
+            session.send("Sorry, logging in failed with an error; it has been logged.")
+
+    def _puppet(self, session: GameSession, character: Any) -> None:
+        session.character = character
+        character.sessions.append(session)
+        self.outbox.put("login", session.sid, character.id, character.key)
+        log.info("{name} connected ({address})", name=character.key, address=session.address)
+
+    # -- for commands ----------------------------------------------------------------------
+
+    def characters(self) -> list[Any]:
+        """The characters with at least one connection, in the order they connected."""
+        seen: dict[int, Any] = {}
+        for session in self.sessions.values():
+            if session.character is not None:
+                seen.setdefault(session.character.id, session.character)
+        return list(seen.values())
+
+    def broadcast(self, text: str) -> None:
+        """Show ``text`` on every connection, logged in or not."""
+        for session in self.sessions.values():
+            session.send(text)
+
+
+_current: Game | None = None
+
+
+def current_game() -> Game:
+    """The game of this process (for commands); RuntimeError outside the game process."""
+    if _current is None:
+        raise RuntimeError("no evasync game is running in this process")
+    return _current
+
+
+class GameLink(amp.AMP):
+    """The game's end of the AMP connection to the portal."""
+
+    def __init__(self, game: Game, stopped: defer.Deferred) -> None:
+        super().__init__()
+        self.game = game
+        self.stopped = stopped
+
+    @ToGame.responder
+    def to_game(self, events: list) -> dict:
+        self.game.handle(events)
+        return {}
+
+    @Shutdown.responder
+    def shutdown(self, reason: str) -> dict:
+        self.game.shutdown(reason)
+        self.game.runtime.reactor.callLater(0, self.transport.loseConnection)
+        return {}
+
+    def connectionLost(self, reason: Any) -> None:
+        super().connectionLost(reason)
+        self.game.link = None
+        self.game.outbox.clear()
+        self.game.shutdown("the portal closed the connection")
+        if not self.stopped.called:
+            self.stopped.callback(None)
+
+
+async def _run(reactor: Any, options: argparse.Namespace) -> None:
+    # The portal decides when this process stops; Ctrl-C in a terminal reaches both processes.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    clock = reactor if options.speed == 1 else ScaledClock(reactor, options.speed)
+    runtime = Runtime(clock=clock, db_path=options.db)
+    set_runtime(runtime)
+    game = Game(runtime)
+    reactor.addSystemEventTrigger("before", "shutdown", game.shutdown, "the process is stopping")
+    stopped: defer.Deferred = defer.Deferred()
+    link = await connectProtocol(UNIXClientEndpoint(reactor, options.socket, timeout=10),
+                                 GameLink(game, stopped))
+    answer = await link.callRemote(Hello, pid=os.getpid())
+    game.attach(link, answer["sessions"], answer["notice"])
+    await stopped
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Run a game process (the portal starts it; it is no use on its own)."""
+    from twisted.internet import task
+
+    parser = argparse.ArgumentParser(prog="python -m evasync.server.game")
+    parser.add_argument("--socket", required=True, help="the portal's unix socket")
+    parser.add_argument("--db", required=True, help="the store file")
+    parser.add_argument("--speed", type=float, default=1.0, help="game time speed factor")
+    options = parser.parse_args(argv)
+    sys.stdout.reconfigure(line_buffering=True)  # the portal relays each line to the log
+    start_logging([sys.stdout])
+    task.react(lambda reactor: defer.ensureDeferred(_run(reactor, options)))
+
+
+if __name__ == "__main__":
+    # Import ourselves by name: the classes must be evasync.server.game's, not __main__'s.
+    from evasync.server import game as _game
+
+    _game.main()

@@ -1,0 +1,402 @@
+"""The portal: the process that holds the players' connections and outlives the game process.
+
+It listens for telnet on the game's address and for the game process on a unix socket, starts
+the game process (``python -m evasync.server.game``) and starts it again:
+
+* on a **reload** (the ``reload`` command, ``evasync reload`` or SIGHUP): everyone is told, the
+  game process is asked to :class:`~evasync.server.protocol.Shutdown` (it closes its runtime:
+  persistent tasks stay stored), and a fresh one, with the code read again from disk, takes over
+  every connection with its login (:class:`~evasync.server.protocol.Hello`). Lines typed
+  meanwhile are held and delivered to the new process;
+* after a **crash** (the game process died, even by SIGKILL): the same, after a short pause
+  that grows if it keeps crashing.
+
+SIGTERM or SIGINT (or ``evasync stop``) stops the game gracefully, says goodbye and exits.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+import time
+from typing import Any
+
+from twisted.internet import defer, error, protocol
+from twisted.logger import Logger, LogLevel
+from twisted.protocols import amp
+
+from .logs import relay, start_logging
+from .protocol import Hello, Outbox, Reload, Shutdown, ToGame, ToPortal
+from .rundir import RunDir
+from .telnet import TelnetSession, TelnetTransport
+
+log = Logger(namespace="evasync.server.portal")
+
+#: Seconds a new game process has to say Hello, and a stopping one to exit, before it is killed.
+HELLO_TIMEOUT = 60.0
+SHUTDOWN_TIMEOUT = 20.0
+#: Input lines held per connection while no game process is connected.
+HELD_MAX = 50
+#: Longest pause before restarting a game process that keeps crashing.
+MAX_RESTART_WAIT = 30.0
+
+RELOADING = "The server is reloading; you stay connected. Hold on ..."
+RELOADED = "... the server has been reloaded"
+CRASHED = "The game stopped unexpectedly and is being restarted; you stay connected."
+RESTARTED = "... the game is back"
+STOPPING = "The server is shutting down. Goodbye!"
+
+
+class GameProcess(protocol.ProcessProtocol):
+    """The game process, seen from the portal: relays its output to the log."""
+
+    def __init__(self, portal: "Portal") -> None:
+        self.portal = portal
+        self.pid: int | None = None
+        self._partial = {1: b"", 2: b""}
+
+    def connectionMade(self) -> None:
+        self.pid = self.transport.pid
+
+    def childDataReceived(self, childFD: int, data: bytes) -> None:
+        *lines, self._partial[childFD] = (self._partial[childFD] + data).split(b"\n")
+        for line in lines:
+            self._relay(childFD, line)
+
+    def _relay(self, childFD: int, line: bytes) -> None:
+        text = line.decode("utf-8", "replace").rstrip()
+        if childFD == 1:
+            relay(log, text)
+        elif text:
+            relay(log, f"[game process {self.pid} stderr] {text}", LogLevel.warn)
+
+    def processEnded(self, reason: Any) -> None:
+        for childFD, rest in self._partial.items():
+            if rest:
+                self._relay(childFD, rest)
+        self.portal.game_ended(self, reason)
+
+
+class PortalAMP(amp.AMP):
+    """The portal's end of the AMP connection with a game process."""
+
+    def __init__(self, portal: "Portal") -> None:
+        super().__init__()
+        self.portal = portal
+
+    @Hello.responder
+    def hello(self, pid: int) -> dict:
+        return self.portal.game_hello(self, pid)
+
+    @ToPortal.responder
+    def to_portal(self, events: list) -> dict:
+        self.portal.from_game(events)
+        return {}
+
+    @Reload.responder
+    def reload(self) -> dict:
+        self.portal.reactor.callLater(0, self.portal.reload)
+        return {}
+
+    def connectionLost(self, reason: Any) -> None:
+        super().connectionLost(reason)
+        self.portal.game_link_lost(self)
+
+
+class Portal:
+    """Connections, the game process and the way between them.
+
+    Args:
+        reactor: The reactor to run on.
+        rundir: Where the pid, state and socket files go.
+        host, port: The telnet address (port 0: any free port, written to the state file).
+        speed: Game time speed factor given to the game process (1: real time).
+    """
+
+    def __init__(self, reactor: Any, rundir: RunDir, host: str, port: int,
+                 speed: float = 1.0) -> None:
+        self.reactor = reactor
+        self.rundir = rundir
+        self.host = host
+        self.port = port
+        self.speed = speed
+        self.sessions: dict[int, TelnetSession] = {}
+        self._next_sid = 1
+        self.process: GameProcess | None = None
+        self.link: PortalAMP | None = None
+        self.outbox = Outbox(reactor, ToGame, lambda: self.link)
+        #: "starting" (waiting for Hello), "running", "stopping" (Shutdown sent) or "down".
+        self.phase = "down"
+        self.generation = 0
+        self.stopping = False
+        self.done: defer.Deferred = defer.Deferred()
+        self._reloading = False
+        self._notice = ""
+        self._waiters: list[defer.Deferred] = []
+        self._crashes = 0
+        self._timer: Any = None
+        self._game_gone: defer.Deferred | None = None
+        self._listeners: list[Any] = []
+        self._started = time.time()
+
+    # -- starting and stopping the portal --------------------------------------------------
+
+    def start(self) -> None:
+        """Listen, write the pid and state files and start the game process."""
+        rundir = self.rundir
+        rundir.create()
+        if os.path.exists(rundir.socket):
+            os.unlink(rundir.socket)  # left by a portal that was killed
+        amp_factory = protocol.Factory.forProtocol(lambda: PortalAMP(self))
+        amp_factory.noisy = False
+        self._listeners.append(self.reactor.listenUNIX(rundir.socket, amp_factory, mode=0o600))
+        telnet_factory = protocol.ServerFactory.forProtocol(
+            lambda: TelnetTransport(TelnetSession, self))
+        telnet_factory.noisy = False
+        port = self.reactor.listenTCP(self.port, telnet_factory, interface=self.host)
+        self._listeners.append(port)
+        self.port = port.getHost().port
+        rundir.write_pid()
+        self._write_state()
+        self.reactor.addSystemEventTrigger("before", "shutdown", self._before_shutdown)
+        signal.signal(signal.SIGHUP, lambda *_: self.reactor.callFromThread(self.reload))
+        log.info("portal {pid} listening for telnet on {host}:{port}; store {db}",
+                 pid=os.getpid(), host=self.host, port=self.port, db=rundir.db)
+        self.spawn_game()
+
+    def _write_state(self) -> None:
+        self.rundir.write_state({
+            "pid": os.getpid(), "host": self.host, "port": self.port, "db": self.rundir.db,
+            "log": self.rundir.logfile, "socket": self.rundir.socket, "speed": self.speed,
+            "started": self._started, "ready": self.phase == "running",
+            "game_pid": self.process.pid if self.process is not None else None,
+            "generation": self.generation,
+        })
+
+    def _before_shutdown(self) -> defer.Deferred:
+        self.stopping = True
+        log.info("portal stopping")
+        self.broadcast(STOPPING)
+        for listener in self._listeners[1:]:
+            listener.stopListening()
+        self._game_gone = defer.Deferred()
+        if self.process is None:
+            self._game_gone.callback(None)
+        elif self.phase == "running":
+            self._stop_game("the server is shutting down")
+        else:
+            self.process.transport.signalProcess("TERM")
+        self._game_gone.addCallback(self._after_game_stopped)
+        return self._game_gone
+
+    def _after_game_stopped(self, _: Any) -> None:
+        for session in list(self.sessions.values()):
+            session.close()
+        self._listeners[0].stopListening()
+        self.rundir.clean()
+        log.info("portal stopped")
+        if not self.done.called:
+            self.done.callback(None)
+
+    # -- the game process ------------------------------------------------------------------
+
+    def spawn_game(self) -> None:
+        """Start a game process; it connects back and says Hello."""
+        self._cancel_timer()
+        here = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+        env = dict(os.environ)
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, [here, env.get("PYTHONPATH")]))
+        args = [sys.executable, "-m", "evasync.server.game", "--socket", self.rundir.socket,
+                "--db", self.rundir.db, "--speed", repr(self.speed)]
+        self.process = GameProcess(self)
+        self.reactor.spawnProcess(self.process, sys.executable, args, env=env,
+                                  childFDs={0: "w", 1: "r", 2: "r"})
+        self.phase = "starting"
+        self._timer = self.reactor.callLater(HELLO_TIMEOUT, self._kill_game, "did not start")
+        log.info("started game process {pid}", pid=self.process.pid)
+
+    def game_hello(self, link: PortalAMP, pid: int) -> dict:
+        """A game process is ready: hand it the connections (Hello's answer)."""
+        if self.process is None or pid != self.process.pid or self.phase != "starting":
+            raise amp.RemoteAmpError(b"UNEXPECTED", f"not expecting a game process {pid}")
+        self._cancel_timer()
+        self.link = link
+        self.phase = "running"
+        self.generation += 1
+        self._crashes = 0
+        self._reloading = False
+        table = [{"sid": s.sid, "address": s.address, "character_id": s.character_id,
+                  "greeted": s.greeted} for s in self.sessions.values()]
+        for session in self.sessions.values():
+            session.greeted = True
+        notice, self._notice = self._notice, ""
+        self._write_state()
+        self.reactor.callLater(0, self._release_held)
+        log.info("game process {pid} connected ({n} connection(s) handed over)", pid=pid,
+                 n=len(table))
+        return {"sessions": table, "notice": notice}
+
+    def _release_held(self) -> None:
+        for session in self.sessions.values():
+            while session.held and self.phase == "running":
+                self.outbox.put("input", session.sid, session.held.popleft())
+            session.held_dropped = False
+        waiters, self._waiters = self._waiters, []
+        for waiter in waiters:
+            waiter.callback(None)
+
+    def game_link_lost(self, link: PortalAMP) -> None:
+        if link is self.link:
+            self.link = None
+            self.outbox.clear()
+
+    def game_ended(self, process: GameProcess, reason: Any) -> None:
+        if process is not self.process:
+            return
+        self._cancel_timer()
+        was = self.phase
+        self.process = None
+        self.link = None
+        self.outbox.clear()
+        self.phase = "down"
+        self._write_state()
+        if self.stopping:
+            log.info("game process {pid} stopped", pid=process.pid)
+            if self._game_gone is not None and not self._game_gone.called:
+                self._game_gone.callback(None)
+            return
+        if self._reloading and was == "stopping":
+            log.info("game process {pid} stopped for a reload", pid=process.pid)
+            self.spawn_game()
+            return
+        self._crashes += 1
+        wait = 0.0 if self._crashes == 1 else min(2.0 ** (self._crashes - 2), MAX_RESTART_WAIT)
+        log.error("game process {pid} ended unexpectedly ({why}); restarting it in {wait} s",
+                  pid=process.pid, why=reason.getErrorMessage(), wait=wait)
+        if was == "running":
+            self.broadcast(CRASHED)
+            self._notice = RESTARTED
+        self._timer = self.reactor.callLater(wait, self.spawn_game)
+
+    def reload(self) -> defer.Deferred:
+        """Restart the game process with the code on disk; fires once the new one is ready."""
+        waiter: defer.Deferred = defer.Deferred()
+        if self.stopping:
+            waiter.errback(RuntimeError("the server is stopping"))
+            return waiter
+        self._waiters.append(waiter)
+        if self.phase == "running":
+            log.info("reloading")
+            self.broadcast(RELOADING)
+            self._notice = RELOADED
+            self._reloading = True
+            self._stop_game("reload")
+        elif self.phase == "down" and self._timer is not None:
+            self.spawn_game()  # waiting after a crash: try again now
+        return waiter
+
+    def _stop_game(self, reason: str) -> None:
+        self.phase = "stopping"
+        self._write_state()
+        self.outbox.flush()
+        if self.link is not None:
+            self.link.callRemote(Shutdown, reason=reason).addErrback(
+                lambda failure: log.warn("game process did not answer Shutdown: {why}",
+                                         why=failure.getErrorMessage()))
+        self._timer = self.reactor.callLater(SHUTDOWN_TIMEOUT, self._kill_game,
+                                             "did not stop in time")
+
+    def _kill_game(self, why: str) -> None:
+        self._timer = None
+        if self.process is not None:
+            log.error("game process {pid} {why}: killing it", pid=self.process.pid, why=why)
+            try:
+                self.process.transport.signalProcess("KILL")
+            except error.ProcessExitedAlready:
+                pass
+
+    def _cancel_timer(self) -> None:
+        if self._timer is not None and self._timer.active():
+            self._timer.cancel()
+        self._timer = None
+
+    # -- connections -----------------------------------------------------------------------
+
+    def session_opened(self, session: TelnetSession) -> None:
+        session.sid = self._next_sid
+        self._next_sid += 1
+        self.sessions[session.sid] = session
+        if self.phase == "running":
+            session.greeted = True
+            self.outbox.put("connect", session.sid, session.address)
+        else:
+            session.send("The game is starting; hold on ...")
+
+    def session_input(self, session: TelnetSession, line: str) -> None:
+        if self.phase == "running":
+            self.outbox.put("input", session.sid, line)
+        elif len(session.held) < HELD_MAX:
+            session.held.append(line)
+        elif not session.held_dropped:
+            session.held_dropped = True
+            session.send("The game is restarting; further input is dropped until it is back.")
+
+    def session_closed(self, session: TelnetSession) -> None:
+        self.sessions.pop(session.sid, None)
+        if self.phase == "running" and session.greeted:
+            self.outbox.put("disconnect", session.sid)
+
+    def from_game(self, events: list[list]) -> None:
+        """Act on a batch of events from the game process."""
+        for event in events:
+            session = self.sessions.get(event[1])
+            if session is None:
+                continue
+            kind = event[0]
+            if kind == "send":
+                session.send(event[2])
+            elif kind == "login":
+                session.character_id, session.name = event[2], event[3]
+            elif kind == "close":
+                session.close()
+
+    def broadcast(self, text: str) -> None:
+        """Show ``text`` on every connection."""
+        for session in list(self.sessions.values()):  # a send may hang up on a session
+            session.send(text)
+
+
+def run(host: str, port: int, db: str | None, speed: float = 1.0, console: bool = True) -> int:
+    """Run the portal (and so the server) in this process until it is stopped.
+
+    Returns:
+        The exit status: 0 after a clean stop, 1 if the server could not start.
+    """
+    from twisted.internet import task
+
+    rundir = RunDir(db)
+    rundir.create()
+    running = rundir.pid()
+    if running is not None:
+        print(f"evasync is already running (pid {running}) for the store {rundir.db}",
+              file=sys.stderr)
+        return 1
+    logfile = open(rundir.logfile, "a", encoding="utf-8", buffering=1)
+    start_logging([logfile, sys.stdout] if console else [logfile])
+
+    def main(reactor: Any) -> defer.Deferred:
+        portal = Portal(reactor, rundir, host, port, speed)
+        try:
+            portal.start()
+        except error.CannotListenError as exc:
+            log.error("cannot listen: {why}", why=str(exc))
+            rundir.clean()
+            raise SystemExit(1)
+        return portal.done
+
+    try:
+        task.react(main)
+    except SystemExit as exc:
+        return int(exc.code or 0)
+    return 0

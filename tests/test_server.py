@@ -1,0 +1,247 @@
+"""The demo server with several real telnet clients on loopback: accounts, commands, robustness.
+
+One server (two processes) serves the whole module, with game time ten times faster: the howto's
+ten-second ``wait`` takes one second.
+"""
+
+from __future__ import annotations
+
+import socket
+import sqlite3
+import time
+
+import pytest
+from twisted.internet.task import Clock
+
+from evasync.server.accounts import check_name, check_password, hash_password
+from evasync.server.clock import ScaledClock
+from evasync.server.telnet import BACKLOG_MAX, MAX_LINE, clean
+
+from ._server_support import Server, wait_for
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    server = Server(tmp_path_factory.mktemp("server")).start()
+    yield server
+    server.close()
+
+
+@pytest.fixture(scope="module")
+def admin(server):
+    """The first account made: the superuser."""
+    client = server.client("Admin")
+    yield client
+    client.close()
+
+
+@pytest.fixture
+def clients(server, admin):
+    made = []
+
+    def make(name=None, **kwargs):
+        client = server.client(name, **kwargs)
+        made.append(client)
+        return client
+
+    yield make
+    for client in made:
+        client.close()
+
+
+# -- small pieces, no sockets ----------------------------------------------------------------
+
+def test_passwords_are_salted_slow_hashes():
+    first, second = hash_password("hunter2"), hash_password("hunter2")
+    assert first != second and first.startswith("scrypt$") and "hunter2" not in first
+    assert check_password("hunter2", first) and not check_password("hunter3", first)
+    assert not check_password("hunter2", "garbage")
+
+
+def test_names_are_checked():
+    assert check_name("Alice") is None and check_name("bob_2") is None
+    assert "letters" in check_name("1abc") and check_name("a b") and check_name("x")
+
+
+def test_input_is_cleaned_of_junk():
+    assert clean(b"look\x00 \x1b[31mred\x07") == "look [31mred"
+    assert clean("café".encode()) == "café"
+    assert clean(b"\xc3\x28ok\xff\xfe") == "(ok"
+
+
+def test_scaled_clock_runs_game_time_faster():
+    reactor = Clock()
+    clock = ScaledClock(reactor, 10)
+    fired = []
+    clock.callLater(10, fired.append, "ten game seconds")
+    reactor.advance(0.999)
+    assert fired == []
+    reactor.advance(0.001)
+    assert fired == ["ten game seconds"] and clock.seconds() == 10.0
+
+
+# -- accounts --------------------------------------------------------------------------------
+
+def test_first_account_is_superuser_and_passwords_are_never_stored(server, admin, clients):
+    admin.command("py self.db.superuser", r"<<< True")
+    bob = clients("Bob", password="b0bpass")
+    bob.command("py 1", "You are not allowed to use 'py'")
+    with sqlite3.connect(server.db) as conn:
+        rows = conn.execute("SELECT name, password FROM accounts").fetchall()
+    assert {name for name, _ in rows} >= {"Admin", "Bob"}
+    assert all(stored.startswith("scrypt$") and "b0bpass" not in stored for _, stored in rows)
+
+
+def test_connect_create_and_errors(server, admin, clients):
+    carol = clients("Carol", password="carolpw")
+    carol.command("quit", "Goodbye!")
+    carol.wait_closed()
+    again = clients()
+    again.command("create carol whatever", "is taken")
+    again.command("create 9lives pass", "A name is 2 to 20")
+    again.command("create Dave abc", "at least 4 characters")
+    again.command("connect Carol wrongpw", "Wrong name or password.")
+    again.command("look", "You are not logged in yet")
+    again.login("Carol", "carolpw", create=False)
+    again.command("look", "The Demo Room")
+
+
+def test_failed_logins_from_one_connection_are_slowed_down(server, admin, clients):
+    mallory = clients()
+    mallory.command("connect Admin guess1", "Wrong name or password.")
+    mallory.command("connect Admin guess2", "Wrong name or password.")
+    mallory.command("connect Admin guess3", r"Too many failed logins: wait \d+ s")
+    # Another connection is not affected.
+    clients().command("connect Admin guess4", "Wrong name or password.")
+
+
+# -- several players at once -----------------------------------------------------------------
+
+def test_a_long_command_does_not_hold_up_another_player(server, admin, clients):
+    slow, quick = clients("Slowpoke"), clients("Quick")
+    slow.command("wait", "You start counting to ten")
+    started = time.monotonic()
+    for direction in ("north", "south", "east", "west"):
+        quick.command(direction, f"You walk {direction}")
+    answered = time.monotonic() - started
+    slow.expect("... ten. You stop counting.")
+    finished = time.monotonic() - started
+    assert answered < 0.5 < finished, (answered, finished)
+
+
+def test_say_who_look(server, admin, clients):
+    ann, ben = clients("Ann"), clients("Ben")
+    ann.command("say hello there", 'You say, "hello there"')
+    ben.expect('Ann says, "hello there"')
+    admin.expect('Ann says, "hello there"')
+    ben.command("who", r"Connected \(\d+\): .*Ann.*Ben")
+    ann.command("look", r"Here with you: .*Ben")
+    listing = ann.command("help", r"Available commands:(.|\n)*?Type 'help <command>'").group(0)
+    assert all(f"  {name} " in listing for name in ("bigswing", "brew", "say", "who", "quit"))
+    assert "  py " not in listing and "  reload " not in listing  # the superuser's only
+
+
+# -- py --------------------------------------------------------------------------------------
+
+def test_py_runs_in_the_game_with_self_and_me(server, admin):
+    admin.command("py me is self and self.key", r"<<< 'Admin'")
+    admin.command("py print('printed'); 6 * 7", r"printed\n<<< 42")
+    admin.command("py 1/0", r"Traceback(.|\n)*ZeroDivisionError: division by zero")
+    admin.command("py def (", "SyntaxError")
+    admin.command("py raise SystemExit(3)", "SystemExit: 3")
+    admin.command("look", "The Demo Room")
+
+
+def test_the_seed_one_liner_echoes_back(server, admin):
+    admin.command('py from evasync import delay; delay(10, lambda who: who.msg("Test!"), self)',
+                  r"<<< <Task \d+ <lambda> scheduled>")
+    started = time.monotonic()
+    admin.expect("Test!")
+    assert time.monotonic() - started > 0.5  # ten game seconds: one second at speed 10
+
+
+def test_py_is_refused_to_others(server, admin, clients):
+    eve = clients("Eve")
+    eve.command("py self.db.superuser = True", "You are not allowed to use 'py'")
+    eve.command("reload", "You are not allowed to use 'reload'")
+    admin.command("py evasync.search_object('Eve')[0].db.superuser", "<<< None")
+
+
+# -- robustness ------------------------------------------------------------------------------
+
+BOOM = ("py from evasync import Command, CmdSet; "
+        "Boom = type('CmdBoom', (Command,), {'key': 'boom', 'func': lambda self: 1 / 0}); "
+        "Set = type('BoomSet', (CmdSet,), {'at_cmdset_creation': lambda s: s.add(Boom)}); "
+        "self.cmdset.add(Set, persistent=False)")
+
+
+def test_an_exception_in_a_command_disconnects_nobody(server, admin, clients):
+    other = clients("Bystander")
+    admin.command(BOOM, r"<<< None")
+    admin.command("boom", r"Sorry, 'boom' failed with an error \(ZeroDivisionError\)")
+    admin.command("py evasync.delay(0.5, lambda: 1 / 0)", "<<< <Task")
+    admin.command("wait", "You start counting")
+    admin.expect("... ten.")
+    admin.command("look", "The Demo Room")
+    other.command("look", "The Demo Room")
+    assert "ZeroDivisionError" in server.log()
+
+
+def test_overlong_lines_are_cut_with_a_message(server, admin, clients):
+    talker = clients("Talker")
+    talker.send("say " + "x" * (MAX_LINE * 5))
+    talker.expect(f"only its first {MAX_LINE} bytes were used")
+    said = talker.expect(r'You say, "(x+)"')
+    assert len(said.group(1)) == MAX_LINE - len("say ")
+    talker.command("north", "You walk north")
+
+
+def test_binary_junk_and_stray_telnet_sequences_are_ignored(server, admin, clients):
+    junk = clients("Junk")
+    junk.send(b"\x00\x01\x02\xfe\xfd\x80\x81\xc3\x28\x1b[2J"
+              b"\xff\x01"          # IAC followed by a byte that is no command
+              b"\xff\xfb\x05"      # WILL STATUS: refused
+              b"\xff\xfd\x2a"      # DO CHARSET: refused
+              b"\xff\xf1\xff\xf6"  # NOP, AYT
+              b"\xff\xfa\x1f\x00\x50\x00\x18\xff\xf0"  # a window size
+              b"\r\n")
+    junk.send(b"\xff\xff s\xc3\xa4y caf\xc3\xa9\r\0\r\n")  # an escaped 255, CR NUL, UTF-8
+    junk.send("north")
+    junk.expect("You walk north")
+    junk.command("say naïve", 'You say, "naïve"')
+
+
+def test_a_flooding_client_is_throttled_and_others_are_not_slowed(server, admin, clients):
+    flooder, calm = clients("Flooder"), clients("Calm")
+    flooder.send(b"north\r\n" * 3000)
+    flooder.expect("your input is slowed down")
+    flooder.expect("lines beyond 200 are dropped")
+    for _ in range(5):
+        started = time.monotonic()
+        calm.command("south", "You walk south")
+        assert time.monotonic() - started < 0.3
+    assert not flooder.closed
+
+
+def test_a_dropped_connection_closes_its_waiting_questions(server, admin, clients):
+    quitter = clients("Quitter")
+    admin.command("py exec(\"def ask(caller):\\n  yield 'Do you agree?'\", globals()); "
+                  "q = evasync.search_object('Quitter')[0]; runtime.driver.run(ask(q), q); "
+                  "runtime.driver.is_asking(q)", "<<< True")
+    quitter.expect("Do you agree?")
+    quitter.close()
+    admin.command("py runtime.driver.is_asking(evasync.search_object('Quitter')[0])",
+                  "<<< False")
+
+
+def test_a_player_who_stops_reading_is_hung_up_on(server, admin, clients):
+    deaf = clients("Deaf")
+    deaf.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    chunk = 100_000
+    admin.command(f"py d = evasync.search_object('Deaf')[0]; "
+                  f"[d.msg('x' * {chunk}) for i in range({BACKLOG_MAX * 40 // chunk})]; 'sent'",
+                  "<<< 'sent'")
+    wait_for(lambda: "Deaf" not in admin.command("who", r"Connected.*").group(0),
+             what="Deaf to be hung up on")
+    admin.command("look", "The Demo Room")
+    assert "not reading its output; hanging up" in server.log()
