@@ -57,7 +57,7 @@ def execute_cmd(caller: "DefaultObject", raw_string: str, session: Any = None) -
     if found is None:
         locked = match(commands, line)
         if locked is not None:
-            caller.msg(f"You are not allowed to use '{locked[1]}'.", session=session)
+            caller.msg(f"Permission denied: you are not allowed to use '{locked[1]}'.", session=session)
         else:
             caller.msg(_unknown(line, commands, caller), session=session)
         return defer.succeed(None)

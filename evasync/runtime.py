@@ -15,7 +15,7 @@ from twisted.internet.interfaces import IReactorTime
 
 from .driver import Driver
 from .objects import ObjectRegistry
-from .store import Store
+from .store import Store, default_path
 from .tasks import TaskHandler
 
 
@@ -44,7 +44,7 @@ class Runtime:
     def __init__(self, clock: IReactorTime | None = None,
                  db_path: str | os.PathLike | None = None) -> None:
         self.clock = clock if clock is not None else _real_reactor()
-        self.store = Store(db_path)
+        self._db_path = os.fspath(db_path) if db_path is not None else default_path()
         #: Called with no arguments on every reload and close, before the store closes.
         self.stop_hooks: list[Callable[[], None]] = []
         self._start()
@@ -55,6 +55,7 @@ class Runtime:
         return _real_reactor()
 
     def _start(self) -> None:
+        self.store = Store(self._db_path)
         self.objects = ObjectRegistry(self)
         self.tasks = TaskHandler(self)
         self.driver = Driver(self)

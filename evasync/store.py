@@ -74,12 +74,17 @@ class Store:
     def __init__(self, path: str | os.PathLike | None = None) -> None:
         self.path = os.fspath(path) if path is not None else default_path()
         self._conn: sqlite3.Connection | None = None
+        self._closed = False
 
     # -- opening ---------------------------------------------------------------------------
 
     @property
     def conn(self) -> sqlite3.Connection:
         if self._conn is None:
+            if self._closed:
+                raise StoreError(f"evasync store {os.path.abspath(self.path)!r} was closed "
+                                 "(its runtime was reloaded or closed); use the current "
+                                 "runtime's store")
             self._conn = self._open()
         return self._conn
 
@@ -132,6 +137,8 @@ class Store:
                                + f"; PRAGMA user_version = {number + 1}; COMMIT;")
 
     def close(self) -> None:
+        """Close the file; the store refuses to be used afterwards (a reload makes a new one)."""
+        self._closed = True
         if self._conn is not None:
             self._conn.close()
             self._conn = None

@@ -218,7 +218,7 @@ def test_perm_follows_the_permission_hierarchy(rt, permissions, allowed):
     alice = Player(rt, "Alice", cmdset_of(CmdDig))
     alice.obj.db.permissions = permissions
     alice.types("dig")
-    expected = "You dig a new room." if allowed else "You are not allowed to use 'dig'."
+    expected = "You dig a new room." if allowed else "Permission denied: you are not allowed to use 'dig'."
     assert alice.heard() == [expected]
 
 
@@ -228,7 +228,7 @@ def test_a_superuser_passes_every_lock(rt):
     alice.obj.db.superuser = True
     alice.types("dig")
     alice.types("shutdown")
-    assert alice.heard() == ["You are not allowed to use 'shutdown'.", "You dig a new room.",
+    assert alice.heard() == ["Permission denied: you are not allowed to use 'shutdown'.", "You dig a new room.",
                              "Shutting down."]
 
 

@@ -85,7 +85,7 @@ def test_scaled_clock_runs_game_time_faster():
 def test_first_account_is_superuser_and_passwords_are_never_stored(server, admin, clients):
     admin.command("py self.db.superuser", r"<<< True")
     bob = clients("Bob", password="b0bpass")
-    bob.command("py 1", "You are not allowed to use 'py'")
+    bob.command("py 1", "Permission denied: you are not allowed to use 'py'")
     with sqlite3.connect(server.db) as conn:
         rows = conn.execute("SELECT name, password FROM accounts").fetchall()
     assert {name for name, _ in rows} >= {"Admin", "Bob"}
@@ -162,8 +162,8 @@ def test_the_seed_one_liner_echoes_back(server, admin):
 
 def test_py_is_refused_to_others(server, admin, clients):
     eve = clients("Eve")
-    eve.command("py self.db.superuser = True", "You are not allowed to use 'py'")
-    eve.command("reload", "You are not allowed to use 'reload'")
+    eve.command("py self.db.superuser = True", "Permission denied: you are not allowed to use 'py'")
+    eve.command("reload", "Permission denied: you are not allowed to use 'reload'")
     admin.command("py evasync.search_object('Eve')[0].db.superuser", "<<< None")
 
 

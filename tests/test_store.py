@@ -213,3 +213,12 @@ def test_a_bad_store_fails_the_server_start_up_with_the_files_name(tmp_path):
         with pytest.raises(StoreError, match="game.db"):
             delay(1, record, persistent=True)
     assert digest(path) == before
+
+
+def test_a_closed_store_refuses_to_be_used_and_a_reload_gets_a_fresh_one(rt):
+    old = rt.store
+    rt.reload()
+    assert rt.store is not old
+    with pytest.raises(StoreError, match="was closed"):
+        old.conn
+    rt.store.conn  # the new one works
