@@ -79,9 +79,23 @@ class Runtime:
         self._start()
         return self.tasks.load()
 
-    def disconnect(self, obj: Any) -> int:
-        """A player left: drop ``obj``'s sessions and close its waiting generators (returns how many)."""
-        obj.sessions.clear()
+    def disconnect(self, obj: Any, session: Any = None) -> int:
+        """A connection to ``obj`` closed: detach it, and when ``obj`` has no connection left,
+        close the generators waiting on it (their ``finally`` blocks run).
+
+        Args:
+            obj: The character whose player left.
+            session: The connection that closed; None detaches all of them.
+
+        Returns:
+            How many waiting generators were closed.
+        """
+        if session is None:
+            obj.sessions.clear()
+        elif session in obj.sessions:
+            obj.sessions.remove(session)
+        if obj.sessions:
+            return 0
         return self.driver.close_caller(obj)
 
     def close(self) -> None:

@@ -121,10 +121,11 @@ class VirtualRuntime(Runtime):
         self._listeners.append((obj.id, recorder))
         return recorder
 
-    def disconnect(self, obj: DefaultObject) -> int:
-        """A player left: stop listening to ``obj`` and close its waiting generators."""
-        self._listeners = [(i, r) for i, r in self._listeners if i != obj.id]
-        return super().disconnect(obj)
+    def disconnect(self, obj: DefaultObject, session: Any = None) -> int:
+        """A connection closed (see :meth:`Runtime.disconnect`); it is not reattached on reload."""
+        self._listeners = [(i, r) for i, r in self._listeners
+                           if not (i == obj.id and (session is None or r is session))]
+        return super().disconnect(obj, session)
 
     def reload(self) -> int:
         """Simulate a graceful reload (see :meth:`Runtime.reload`), keeping listeners connected."""

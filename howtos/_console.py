@@ -57,7 +57,7 @@ class _Terminal(LineReceiver):
 
     def connectionLost(self, reason: object = None) -> None:
         runtime = get_runtime()
-        runtime.disconnect(runtime.objects.get(self.player_id))
+        runtime.disconnect(runtime.objects.get(self.player_id), self)
         if runtime.reactor.running:
             runtime.reactor.stop()
 

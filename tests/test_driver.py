@@ -594,3 +594,24 @@ def test_a_generator_that_reloads_the_server_is_closed_with_everything_else(rt):
     assert steps == ["reloaded", "finally"]
     assert run.result.check(CallerGone)
     assert log.failures() == []
+
+
+def test_a_question_survives_one_of_two_connections_closing_and_ends_with_the_last():
+    from evasync import create_object
+    from evasync.testing import Recorder, VirtualRuntime
+
+    with VirtualRuntime() as rt:
+        hero = create_object(key="Hero")
+        laptop, phone = Recorder(), Recorder()
+        hero.sessions.extend([laptop, phone])
+        closed = []
+
+        def waiting(caller):
+            try:
+                yield "Ready?"
+            finally:
+                closed.append(True)
+
+        rt.driver.run(waiting(hero), hero)
+        assert rt.disconnect(hero, laptop) == 0 and not closed
+        assert rt.disconnect(hero, phone) == 1 and closed == [True]

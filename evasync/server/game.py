@@ -153,11 +153,8 @@ class Game:
         if session is None or session.character is None:
             return
         character = session.character
-        if session in character.sessions:
-            character.sessions.remove(session)
-        if not character.sessions:
-            # Last connection of this character: close the questions it was waiting on.
-            self.runtime.disconnect(character)
+        # Closes the questions the character waits on once its last connection is gone.
+        self.runtime.disconnect(character, session)
         log.info("{name} disconnected ({address})", name=character.key, address=session.address)
 
     def input(self, sid: int, line: str) -> None:
