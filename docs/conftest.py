@@ -12,6 +12,8 @@ import importlib.util
 import pathlib
 import re
 import shlex
+import subprocess
+import sys
 
 from sybil import Sybil
 from sybil.parsers.markdown.lexers import RawFencedCodeBlockLexer
@@ -39,7 +41,8 @@ def _make_targets():
 
 
 class ConsoleParser:
-    """```console blocks: each ``$ command`` must name a real make target or importable module."""
+    """```console blocks: each ``$ command`` must be a real make target, an importable module
+    (``python -m``) or an existing ``evasync`` subcommand with existing options."""
 
     def __init__(self):
         self._lexer = RawFencedCodeBlockLexer(
@@ -65,9 +68,22 @@ class ConsoleParser:
             elif "-m" in words:
                 module = words[words.index("-m") + 1]
                 assert importlib.util.find_spec(module), f"{command!r}: {module} does not import"
+            elif pathlib.PurePath(words[0]).name == "evasync":
+                _check_cli(command, words[1:])
             else:
                 raise AssertionError(f"{command!r}: don't know how to check this command; show "
                                      "a make target or a python -m command")
+
+
+def _check_cli(command, args):
+    """The ``evasync`` subcommand and every ``--option`` shown must exist (per its --help)."""
+    assert args, f"{command!r}: no subcommand"
+    shown = subprocess.run([sys.executable, "-m", "evasync", args[0], "--help"],
+                           capture_output=True, text=True, timeout=60)
+    assert shown.returncode == 0, f"{command!r}: no such subcommand ({shown.stderr.strip()})"
+    unknown = [a.split("=")[0] for a in args[1:]
+               if a.startswith("--") and a.split("=")[0] not in shown.stdout]
+    assert not unknown, f"{command!r}: unknown option(s) {unknown}"
 
 
 class UnrunBlockParser:
