@@ -16,7 +16,6 @@ import gc
 import json
 import os
 import pathlib
-import platform
 import random
 import statistics
 import subprocess
@@ -24,6 +23,8 @@ import sys
 import tempfile
 import time
 from typing import Any
+
+from bench._machine import describe as describe_machine
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 
@@ -166,24 +167,6 @@ def _run(*args: str) -> dict:
     return json.loads(done.stdout.splitlines()[-1])
 
 
-def _machine() -> str:
-    import sqlite3
-
-    import twisted
-
-    model = platform.processor() or "unknown CPU"
-    try:
-        for line in open("/proc/cpuinfo"):
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return (f"{model}, {os.cpu_count()} cores, {platform.system()} {platform.release()}; "
-            f"Python {platform.python_version()}, Twisted {twisted.__version__}, "
-            f"SQLite {sqlite3.sqlite_version}")
-
-
 def main(results: pathlib.Path) -> None:
     """Measure everything and write ``results / "delay.md"``."""
     rows = []
@@ -222,7 +205,7 @@ def _report(rows: list, adds: dict, loads: list) -> str:
         f"Produced by `make bench` (or `.venv/bin/python -m bench delay`) on "
         f"{time.strftime('%Y-%m-%d %H:%M %Z')}, by `bench/bench_delay.py`.",
         "",
-        f"Machine: {_machine()}.",
+        f"Machine: {describe_machine()}.",
         "",
         "## Non-persistent delays on the real reactor",
         "",

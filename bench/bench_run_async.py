@@ -13,12 +13,13 @@ import datetime
 import json
 import os
 import pathlib
-import platform
 import shutil
 import subprocess
 import sys
 import tempfile
 import time
+
+from bench._machine import describe as describe_machine
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 PERIOD = 0.010  # seconds between probes
@@ -133,21 +134,6 @@ def _percentile(values: list[float], fraction: float) -> float:
     return ordered[min(rank, len(ordered)) - 1]
 
 
-def _machine() -> str:
-    model = platform.processor() or platform.machine()
-    try:
-        for line in pathlib.Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    import twisted
-
-    return (f"{model}, {os.cpu_count()} CPU(s), {platform.system()} {platform.release()}, "
-            f"Python {platform.python_version()}, Twisted {twisted.__version__}")
-
-
 def _plot(report: dict, png: pathlib.Path) -> None:
     import matplotlib
 
@@ -247,6 +233,6 @@ def main(results: pathlib.Path) -> None:
     static = ROOT / "docs" / "_static"
     static.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(png, static / "run_async_lateness.png")
-    markdown = _markdown(report, _machine())
+    markdown = _markdown(report, describe_machine())
     (results / "run_async.md").write_text(markdown)
     print(markdown)

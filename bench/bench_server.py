@@ -24,7 +24,6 @@ import asyncio
 import json
 import os
 import pathlib
-import platform
 import resource
 import statistics
 import subprocess
@@ -33,6 +32,8 @@ import tempfile
 import time
 from collections import deque
 from typing import Any
+
+from bench._machine import describe as describe_machine
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 
@@ -279,17 +280,6 @@ def _measure(kind: str, clients: int) -> dict[str, Any]:
     }
 
 
-def _machine() -> str:
-    try:
-        with open("/proc/cpuinfo") as f:
-            model = next((line.split(":", 1)[1].strip() for line in f
-                          if line.startswith("model name")), platform.processor())
-    except OSError:
-        model = platform.processor()
-    return (f"{model}, {os.cpu_count()} CPU(s), Linux {platform.release()}, "
-            f"Python {platform.python_version()}")
-
-
 def _cpu_text(row: dict[str, Any]) -> str:
     return " + ".join(f"{c * 100:.0f}%" for c in row["server_cpu"])
 
@@ -315,7 +305,7 @@ def main(results: pathlib.Path) -> None:
         "Produced by `.venv/bin/python -m bench server` (`bench/bench_server.py`), "
         f"on {time.strftime('%Y-%m-%d')}.",
         "",
-        f"Machine: {_machine()}.",
+        f"Machine: {describe_machine()}.",
         "",
         f"N telnet clients on loopback, each sending a command every {PERIOD * 1000:.0f} ms for "
         f"{DURATION:.0f} s (sending times spread evenly); every {ECHO_EVERY}th command is "
