@@ -124,3 +124,19 @@ def test_the_command_line_daemon(tmp_path):
     status = evasync("status", db=db)
     assert status.returncode == 3 and "not running" in status.stdout
     assert (tmp_path / "evasync.log").read_text().count("portal stopped") == 1
+
+
+def test_a_corrupted_store_stops_start_up_with_the_file_named_and_untouched(tmp_path):
+    db = tmp_path / "evasync.db"
+    junk = bytes(range(256)) * 20
+    db.write_bytes(junk)
+    started = time.monotonic()
+    done = evasync("start", "--port", "0", db=db)
+    assert done.returncode == 1
+    assert time.monotonic() - started < 30
+    assert "is unreadable or corrupted" in done.stderr and str(db) in done.stderr
+    assert db.read_bytes() == junk
+    # No restart loop behind it: one game process was tried, and the server is not running.
+    log = (tmp_path / "evasync.log").read_text()
+    assert log.count("started game process") == 1
+    assert evasync("status", db=db).returncode == 3

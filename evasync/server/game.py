@@ -19,11 +19,13 @@ from twisted.internet.endpoints import UNIXClientEndpoint, connectProtocol
 from twisted.logger import Logger
 from twisted.protocols import amp
 
+from ..errors import StoreError
 from ..runtime import Runtime, set_runtime
+from ..store import Store
 from .accounts import MIN_PASSWORD, Accounts, check_name
 from .clock import ScaledClock
 from .logs import start_logging
-from .protocol import Hello, Outbox, Reload, Shutdown, ToGame, ToPortal
+from .protocol import EXIT_BAD_STORE, Hello, Outbox, Reload, Shutdown, ToGame, ToPortal
 
 log = Logger(namespace="evasync.server.game")
 
@@ -350,6 +352,13 @@ def main(argv: list[str] | None = None) -> None:
     options = parser.parse_args(argv)
     sys.stdout.reconfigure(line_buffering=True)  # the portal relays each line to the log
     start_logging([sys.stdout])
+    try:  # a store that cannot be used must stop start-up, before this process says Hello
+        store = Store(options.db)
+        store.conn
+        store.close()
+    except StoreError as exc:
+        log.critical("cannot start the game: {error}", error=str(exc))
+        sys.exit(EXIT_BAD_STORE)
     task.react(lambda reactor: defer.ensureDeferred(_run(reactor, options)))
 
 

@@ -27,7 +27,7 @@ from twisted.logger import Logger, LogLevel
 from twisted.protocols import amp
 
 from .logs import relay, start_logging
-from .protocol import Hello, Outbox, Reload, Shutdown, ToGame, ToPortal
+from .protocol import EXIT_BAD_STORE, Hello, Outbox, Reload, Shutdown, ToGame, ToPortal
 from .rundir import RunDir
 from .telnet import TelnetSession, TelnetTransport
 
@@ -35,6 +35,8 @@ log = Logger(namespace="evasync.server.portal")
 
 #: Seconds a new game process has to say Hello, and a stopping one to exit, before it is killed.
 HELLO_TIMEOUT = 60.0
+#: A game process that ran this many seconds before crashing is restarted without delay.
+STABLE_AFTER = 30.0
 SHUTDOWN_TIMEOUT = 20.0
 #: Input lines held per connection while no game process is connected.
 HELD_MAX = 50
@@ -135,6 +137,9 @@ class Portal:
         self._notice = ""
         self._waiters: list[defer.Deferred] = []
         self._crashes = 0
+        self._running_since = 0.0
+        #: The portal's exit status: 1 once the game cannot be started at all.
+        self.exit_code = 0
         self._timer: Any = None
         self._game_gone: defer.Deferred | None = None
         self._listeners: list[Any] = []
@@ -224,7 +229,7 @@ class Portal:
         self.link = link
         self.phase = "running"
         self.generation += 1
-        self._crashes = 0
+        self._running_since = time.monotonic()
         self._reloading = False
         table = [{"sid": s.sid, "address": s.address, "character_id": s.character_id,
                   "greeted": s.greeted} for s in self.sessions.values()]
@@ -270,6 +275,14 @@ class Portal:
             log.info("game process {pid} stopped for a reload", pid=process.pid)
             self.spawn_game()
             return
+        if getattr(reason.value, "exitCode", None) == EXIT_BAD_STORE:
+            log.critical("the game process cannot use the store {db} (see above); stopping",
+                         db=self.rundir.db)
+            self.exit_code = 1
+            self.reactor.stop()
+            return
+        if was == "running" and time.monotonic() - self._running_since > STABLE_AFTER:
+            self._crashes = 0  # it ran fine for a while: this crash starts a new count
         self._crashes += 1
         wait = 0.0 if self._crashes == 1 else min(2.0 ** (self._crashes - 2), MAX_RESTART_WAIT)
         log.error("game process {pid} ended unexpectedly ({why}); restarting it in {wait} s",
@@ -385,8 +398,11 @@ def run(host: str, port: int, db: str | None, speed: float = 1.0, console: bool 
     logfile = open(rundir.logfile, "a", encoding="utf-8", buffering=1)
     start_logging([logfile, sys.stdout] if console else [logfile])
 
+    portals: list[Portal] = []
+
     def main(reactor: Any) -> defer.Deferred:
         portal = Portal(reactor, rundir, host, port, speed)
+        portals.append(portal)
         try:
             portal.start()
         except error.CannotListenError as exc:
@@ -398,5 +414,7 @@ def run(host: str, port: int, db: str | None, speed: float = 1.0, console: bool 
     try:
         task.react(main)
     except SystemExit as exc:
-        return int(exc.code or 0)
-    return 0
+        code = int(exc.code or 0)
+    else:
+        code = 0
+    return max([code] + [portal.exit_code for portal in portals])

@@ -23,6 +23,9 @@ from twisted.internet.interfaces import IReactorTime
 from twisted.protocols import amp
 
 
+#: Exit status of a game process that cannot use the store: restarting it cannot help.
+EXIT_BAD_STORE = 78
+
 class JSON(amp.Argument):
     """An AMP argument holding any JSON value (UTF-8, at most 64 KiB once encoded)."""
 
