@@ -14,7 +14,7 @@ from __future__ import annotations
 import inspect
 from typing import TYPE_CHECKING, Any, Iterable, Iterator
 
-from twisted.logger import Logger
+from twisted.logger import Logger, LogLevel
 
 from . import _codec
 from .errors import NotPersistableError
@@ -54,7 +54,9 @@ class Command:
         super().__init_subclass__(**kwargs)
         if not isinstance(cls.key, str):
             raise TypeError(f"{cls.__qualname__}.key must be a string, not {cls.key!r}")
-        if isinstance(cls.aliases, str) or not all(isinstance(a, str) for a in cls.aliases):
+        if isinstance(cls.aliases, str):  # upstream accepts "hit, stab" too
+            cls.aliases = [alias for alias in cls.aliases.split(",") if alias.strip()]
+        if not all(isinstance(a, str) for a in cls.aliases):
             raise TypeError(f"{cls.__qualname__}.aliases must be a list of strings, "
                             f"not {cls.aliases!r}")
         cls.key = cls.key.strip().lower()
@@ -114,11 +116,13 @@ class MuxCommand(Command):
     """A command that parses ``name[/switch/...] lhs [= rhs]`` like upstream's MuxCommand.
 
     After ``parse()``: ``raw`` (the arguments as typed, switches included), ``switches``
-    (lower-cased list), ``args`` (stripped, switches removed), ``arglist`` (``args`` split on
+    (as typed), ``args`` (stripped, switches removed), ``arglist`` (``args`` split on
     whitespace), ``lhs``/``rhs`` (split on the first ``rhs_split`` delimiter found, ``"="`` by
-    default; ``rhs`` is None without one), ``lhslist``/``rhslist`` (split on commas). If
-    ``switch_options`` is set, a switch may be abbreviated to a unique prefix; ambiguous and
-    unknown switches are reported to the caller and dropped.
+    default; ``rhs`` is None without one), ``lhslist``/``rhslist`` (split on commas; ``[""]``
+    for an empty side, ``rhslist`` is ``[]`` without a delimiter, as upstream). If
+    ``switch_options`` is set, a switch may be abbreviated to a unique prefix (any case) and is
+    replaced by the option's own spelling; ambiguous and unknown switches are reported to the
+    caller and dropped.
     """
 
     switch_options: tuple[str, ...] = ()
@@ -131,7 +135,7 @@ class MuxCommand(Command):
         switches: list[str] = []
         if raw.startswith("/") and len(args) > 1:
             head, *rest = raw[1:].split(None, 1)
-            switches = [s.strip().lower() for s in head.split("/") if s.strip()]
+            switches = [s.strip() for s in head.split("/") if s.strip()]
             args = rest[0].strip() if rest else ""
         if self.switch_options and switches:
             switches = self._check_switches(switches)
@@ -147,15 +151,16 @@ class MuxCommand(Command):
         self.arglist = args.split()
         self.lhs = lhs.strip()
         self.rhs = rhs.strip() if rhs is not None else None
-        self.lhslist = [part.strip() for part in self.lhs.split(",")] if self.lhs else []
-        self.rhslist = [part.strip() for part in self.rhs.split(",")] if self.rhs else []
+        self.lhslist = [part.strip() for part in self.lhs.split(",")]
+        self.rhslist = [part.strip() for part in self.rhs.split(",")] if rhs is not None else []
 
     def _check_switches(self, switches: list[str]) -> list[str]:
-        options = [option.lower() for option in self.switch_options]
+        options = list(self.switch_options)
         valid, ambiguous, unknown = [], [], []
         for switch in switches:
-            found = [o for o in options if o == switch] or [o for o in options
-                                                             if o.startswith(switch)]
+            lowered = switch.lower()
+            found = [o for o in options if o.lower() == lowered] or [
+                o for o in options if o.lower().startswith(lowered)]
             if len(found) == 1:
                 valid.append(found[0])
             elif found:
@@ -240,14 +245,16 @@ class CmdSetHandler:
     def __init__(self, obj: "DefaultObject") -> None:
         self._obj = obj
         self._sets: list[CmdSet] = []
-        for cmdset in getattr(type(obj), "default_cmdsets", ()):
-            self._sets.append(_cmdset_class(cmdset)())
-        for path in obj.db.get(self._DB_KEY) or []:
-            try:
-                self._sets.append(_cmdset_class(path)())
-            except (LookupError, TypeError) as exc:
-                log.warn("{obj}: stored cmdset {path} not loaded: {reason}", obj=repr(obj),
-                         path=path, reason=str(exc))
+        # One set that fails to load (a typo in a game module, say) must not take the others,
+        # such as the one holding `reload`, down with it: log it and go on.
+        for origin, cmdsets in (("default", getattr(type(obj), "default_cmdsets", ())),
+                                ("stored", obj.db.get(self._DB_KEY) or [])):
+            for cmdset in cmdsets:
+                try:
+                    self._sets.append(_cmdset_class(cmdset)())
+                except Exception:
+                    log.failure("{obj}: {origin} cmdset {cmdset!r} not loaded", obj=repr(obj),
+                                origin=origin, cmdset=cmdset, level=LogLevel.error)
 
     def add(self, cmdset: type[CmdSet] | CmdSet | str, persistent: bool = True) -> None:
         """Add a command set (class, instance or import path).

@@ -388,7 +388,8 @@ def run_async(to_execute: Callable[..., Any], *args: Any,
               result must be picklable too.
             * ``"reactor"``: in the reactor thread, on a later turn of the reactor (the
               runtime's clock). Nobody else is served while it runs: it is what upstream
-              Evennia's ``run_async`` does, kept for comparison and for short work. It may return
+              Evennia's documentation page describes (its code uses a thread), kept for
+              comparison and for short work. It may return
               a Deferred or be a coroutine function; its outcome is then awaited.
             * any ``concurrent.futures.Executor``: for example ``Client.get_executor()`` of a
               Dask distributed cluster. evasync does not shut it down.

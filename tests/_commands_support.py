@@ -173,3 +173,9 @@ class VanishingCmdSet(CmdSet):
 
     def at_cmdset_creation(self):
         self.add(CmdDance)
+
+
+class BrokenDefaultsHero(DefaultCharacter):
+    """A typeclass whose first default set no longer imports; the second must still load."""
+
+    default_cmdsets = ("no_such_module_here:GoneCmdSet", "tests._commands_support.DanceCmdSet")

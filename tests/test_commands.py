@@ -321,7 +321,6 @@ def test_keys_and_aliases_are_stored_lower_case_and_stripped():
 
 @pytest.mark.parametrize("attrs, complaint", [
     ({"key": 5}, "key must be a string"),
-    ({"key": "x", "aliases": "y"}, "aliases must be a list of strings"),
     ({"key": "x", "aliases": ["y", 2]}, "aliases must be a list of strings"),
 ])
 def test_bad_keys_and_aliases_are_refused_at_class_creation(attrs, complaint):
@@ -438,7 +437,7 @@ def test_mux_parses_switches_lhs_and_rhs_into_lists(rt):
     result, _ = parsed(rt, "give/Quiet/fast  sword , shield = Bob,Anna ")
     assert result == {
         "raw": "/Quiet/fast  sword , shield = Bob,Anna",
-        "switches": ["quiet", "fast"],
+        "switches": ["Quiet", "fast"],  # case preserved, as upstream
         "args": "sword , shield = Bob,Anna",
         "arglist": ["sword", ",", "shield", "=", "Bob,Anna"],
         "lhs": "sword , shield",
@@ -461,7 +460,9 @@ def test_mux_with_an_empty_right_side_has_an_empty_rhs(rt):
 
 def test_mux_with_nothing_after_the_name(rt):
     result, _ = parsed(rt, "give")
-    assert result["switches"] == [] and result["args"] == "" and result["lhslist"] == []
+    # Upstream's lists: an empty left side is one empty item; no delimiter, no right side.
+    assert result["switches"] == [] and result["args"] == ""
+    assert (result["lhslist"], result["rhslist"]) == ([""], [])
 
 
 def test_mux_switches_alone_leave_no_arguments(rt):
@@ -859,7 +860,7 @@ def test_a_typeclass_default_cmdsets_are_always_there(rt):
     assert alice.heard() == ["You dance.", "You dance."]
 
 
-def test_a_stored_cmdset_that_no_longer_imports_is_skipped_with_a_warning(rt, monkeypatch):
+def test_a_stored_cmdset_that_no_longer_imports_is_skipped_and_logged(rt, monkeypatch):
     alice = Player(rt, "Alice")
     alice.obj.cmdset.add(_commands_support.VanishingCmdSet)
     alice.obj.cmdset.add(DanceCmdSet)
@@ -869,8 +870,8 @@ def test_a_stored_cmdset_that_no_longer_imports_is_skipped_with_a_warning(rt, mo
     with caught_log() as log:
         alice.types("dance")
     assert alice.heard() == ["You dance."]                  # the other sets still load
-    warnings = [e for e in log.events if e.get("log_level") and e["log_level"].name == "warn"]
-    assert len(warnings) == 1 and "VanishingCmdSet" in warnings[0]["path"]
+    errors = [e for e in log.events if e.get("log_level") and e["log_level"].name == "error"]
+    assert len(errors) == 1 and "VanishingCmdSet" in errors[0]["cmdset"]
 
 
 def test_adding_something_that_is_not_a_cmdset_is_refused(rt):
@@ -940,3 +941,26 @@ def test_a_locked_command_never_hides_one_the_player_may_use(rt):
     alice.obj.db.permissions = ["Builder"]
     alice.types("look at the tree")
     assert alice.heard() == ["look: at the tree", "look at: the tree"]
+
+
+def test_aliases_may_be_one_comma_separated_string_as_upstream_allows():
+    class CmdHit(Command):
+        key = "hit"
+        aliases = "Stab, slash ,"
+
+    assert CmdHit.aliases == ("stab", "slash")
+
+
+def test_a_default_cmdset_that_does_not_import_is_logged_and_the_others_still_work(rt):
+    from twisted.logger import globalLogPublisher
+
+    events = []
+    globalLogPublisher.addObserver(events.append)
+    try:
+        hero = rt.objects.create(_commands_support.BrokenDefaultsHero, key="Hero")
+        heard = rt.listen(hero)
+        hero.execute_cmd("help")
+    finally:
+        globalLogPublisher.removeObserver(events.append)
+    assert heard.take()[0] == "Available commands:"
+    assert any("no_such_module_here" in repr(e.get("cmdset")) for e in events)
