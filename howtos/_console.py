@@ -7,7 +7,9 @@ import os
 import sys
 
 from twisted.internet import stdio
+from twisted.internet.interfaces import IHalfCloseableProtocol
 from twisted.protocols.basic import LineReceiver
+from zope.interface import implementer
 
 from evasync import CmdSet, Command, create_object, get_runtime, search_object
 
@@ -31,12 +33,16 @@ class CmdReload(Command):
         self.msg("Reloading ...")
         runtime = get_runtime()
         sessions = list(self.caller.sessions)
+        howto_sets = [type(s) for s in self.caller.cmdset.all()]
         loaded = runtime.reload()
         player = runtime.objects.get(self.caller.id)
+        for cmdset in howto_sets:  # added for this run only, so gone with the old instance
+            player.cmdset.add(cmdset, persistent=False)
         player.sessions.extend(sessions)
         player.msg(f"... reloaded ({loaded} persistent task(s) restored).")
 
 
+@implementer(IHalfCloseableProtocol)
 class _Terminal(LineReceiver):
     delimiter = os.linesep.encode()
 
@@ -55,6 +61,13 @@ class _Terminal(LineReceiver):
         player = get_runtime().objects.get(self.player_id)
         player.execute_cmd(line.decode(errors="replace"), session=self)
 
+    def readConnectionLost(self) -> None:
+        # Ctrl-D (or the end of piped input): let what is still being written reach the screen.
+        self.transport.loseConnection()
+
+    def writeConnectionLost(self) -> None:
+        self.transport.loseConnection()
+
     def connectionLost(self, reason: object = None) -> None:
         runtime = get_runtime()
         runtime.disconnect(runtime.objects.get(self.player_id), self)
@@ -72,9 +85,9 @@ def play(cmdset: type, argv: list[str] | None = None) -> int:
     runtime = get_runtime()
     found = search_object(PLAYER_KEY)
     player = found[0] if found else create_object(key=PLAYER_KEY)
-    for extra in (cmdset,):
-        if not player.cmdset.has(extra):
-            player.cmdset.add(extra)
+    # Only this howto's commands, for this run: another howto played with the same store
+    # brings its own.
+    player.cmdset.add(cmdset, persistent=False)
     player.cmdset.add(_ConsoleCmdSet, persistent=False)
     runtime.tasks.load()
     stdio.StandardIO(_Terminal(player.id))
