@@ -30,3 +30,5 @@ html_theme = "furo"
 html_title = "evasync"
 copybutton_prompt_text = r">>> |\.\.\. |\$ |> "
 copybutton_prompt_is_regexp = True
+# Transcripts show a play session; copying them as commands would make no sense.
+copybutton_selector = "div:not(.transcript) > div.highlight pre"

@@ -23,7 +23,7 @@ def delay(timedelay: float, callback: Callable[..., Any], *args: Any, persistent
         **kwargs: Keyword arguments for the callback.
 
     Returns:
-        The task's handle (:class:`~evasync.tasks.Task`): cancel, pause, run early...
+        The task's handle, a :class:`~evasync.tasks.Task`, to cancel, pause or run it early.
 
     Raises:
         TypeError: ``timedelay`` is not a number or ``callback`` is not callable.

@@ -7,7 +7,7 @@ import inspect
 from typing import TYPE_CHECKING, Any, Iterable
 
 from twisted.internet import defer
-from twisted.logger import Logger
+from twisted.logger import Logger, LogLevel
 from twisted.python.failure import Failure
 
 from .commands import Command
@@ -57,7 +57,8 @@ def execute_cmd(caller: "DefaultObject", raw_string: str, session: Any = None) -
     if found is None:
         locked = match(commands, line)
         if locked is not None:
-            caller.msg(f"Permission denied: you are not allowed to use '{locked[1]}'.", session=session)
+            caller.msg(f"Permission denied: you are not allowed to use '{locked[1]}'.",
+                       session=session)
         else:
             caller.msg(_unknown(line, commands, caller), session=session)
         return defer.succeed(None)
@@ -104,7 +105,7 @@ def _failed(failure: Failure, cmd: Command) -> None:
 
 def _report(cmd: Command, failure: Failure) -> None:
     log.failure("command {cmd!r} from {caller!r} ({line!r}) raised", failure, cmd=cmd,
-                caller=cmd.caller, line=cmd.raw_string)
+                caller=cmd.caller, line=cmd.raw_string, level=LogLevel.error)
     if not getattr(cmd.caller, "deleted", False):
         cmd.caller.msg(f"Sorry, '{cmd.cmdstring}' failed with an error "
                        f"({failure.type.__name__}); it has been logged.", session=cmd.session)

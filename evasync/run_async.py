@@ -20,7 +20,7 @@ import weakref
 from typing import TYPE_CHECKING, Any, Callable, Mapping
 
 from twisted.internet import defer
-from twisted.logger import Logger
+from twisted.logger import Logger, LogLevel
 from twisted.python.failure import Failure
 from twisted.python.threadpool import ThreadPool
 
@@ -227,7 +227,8 @@ class _Runner:
                 job.at_return(result, **job.at_return_kwargs)
             except Exception:
                 log.failure("run_async: at_return {callback} (with the result of {function}) "
-                            "raised", Failure(), callback=_name(job.at_return), function=job.name)
+                            "raised", Failure(), callback=_name(job.at_return), function=job.name,
+                            level=LogLevel.error)
         job.deferred.callback(result)
 
     @staticmethod
@@ -238,14 +239,14 @@ class _Runner:
             except Exception:
                 log.failure("run_async: at_err {callback} (handling {error} from {function}) "
                             "raised", Failure(), callback=_name(job.at_err),
-                            error=repr(failure.value), function=job.name)
+                            error=repr(failure.value), function=job.name, level=LogLevel.error)
             job.deferred.callback(None)
             return
         deferred = job.deferred
         deferred.errback(failure)
         if isinstance(deferred.result, Failure):  # nothing waiting on the Deferred took it
             log.failure("run_async: {function} raised{remote}", failure, function=job.name,
-                        remote=_remote_traceback(failure))
+                        remote=_remote_traceback(failure), level=LogLevel.error)
             deferred.addErrback(lambda _: None)
 
     # -- cancelling and stopping --------------------------------------------------------------

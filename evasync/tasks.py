@@ -14,7 +14,7 @@ from numbers import Real
 from typing import TYPE_CHECKING, Any, Callable
 
 from twisted.internet import defer
-from twisted.logger import Logger
+from twisted.logger import Logger, LogLevel
 from twisted.python.failure import Failure
 
 from . import _codec
@@ -203,7 +203,7 @@ class TaskHandler:
                 deferred.errback(failure)
             else:
                 log.failure("task {task_id} ({callback}) raised", failure,
-                            task_id=task.id, callback=_name(task.callback))
+                            task_id=task.id, callback=_name(task.callback), level=LogLevel.error)
         else:
             if deferred is not None:
                 deferred.callback(result)

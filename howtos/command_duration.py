@@ -129,8 +129,7 @@ class CmdCraft(MuxCommand):
       craft <thing>
 
     Takes three steps of ten seconds. While you craft you cannot walk
-    away, and attacking someone (or being attacked) stops the work at
-    once.
+    away, and attacking someone stops the work at once.
     """
 
     key = "craft"

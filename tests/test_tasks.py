@@ -95,7 +95,7 @@ def test_a_raising_callback_is_logged_with_its_traceback_and_disturbs_no_other_t
     assert [args for args, _ in CALLS] == [("before",), ("after",), ("later",)]
     assert bad.called and not bad.exists()
     assert before.called and after.called and later.called
-    [event] = logged.at(LogLevel.critical)
+    [event] = logged.at(LogLevel.error)
     assert event["log_failure"].check(RuntimeError)
     text = formatEventAsClassicLogText(event)
     assert f"task {bad.get_id()}" in text

@@ -16,7 +16,7 @@ from typing import Any
 
 from twisted.internet import defer
 from twisted.internet.endpoints import UNIXClientEndpoint, connectProtocol
-from twisted.logger import Logger
+from twisted.logger import Logger, LogLevel
 from twisted.protocols import amp
 
 from ..errors import StoreError
@@ -143,7 +143,7 @@ class Game:
                 else:
                     log.warn("unknown event from the portal: {event!r}", event=event)
             except Exception:
-                log.failure("handling portal event {event!r}", event=event)
+                log.failure("handling portal event {event!r}", event=event, level=LogLevel.error)
 
     def connect(self, sid: int, address: str) -> None:
         session = GameSession(self, sid, address)
@@ -170,14 +170,14 @@ class Game:
             done = session.character.execute_cmd(line, session=session)
         except Exception:
             log.failure("command {line!r} from {character!r}", line=line,
-                        character=session.character)
+                        character=session.character, level=LogLevel.error)
             session.send("Sorry, that failed with an error; it has been logged.")
         else:
             done.addErrback(self._command_failed, session, line)
 
     def _command_failed(self, failure: Any, session: GameSession, line: str) -> None:
         log.failure("command {line!r} from {character!r}", failure, line=line,
-                    character=session.character)
+                    character=session.character, level=LogLevel.error)
 
     # -- logging in ------------------------------------------------------------------------
 
@@ -261,7 +261,7 @@ class Game:
 
     def _login_failed(self, failure: Any, session: GameSession) -> None:
         session.busy = False
-        log.failure("login from {address}", failure, address=session.address)
+        log.failure("login from {address}", failure, address=session.address, level=LogLevel.error)
         if self.sessions.get(session.sid) is session:
             session.send("Sorry, logging in failed with an error; it has been logged.")
 

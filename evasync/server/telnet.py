@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 from twisted.conch import telnet
 from twisted.internet.interfaces import IPushProducer
-from twisted.logger import Logger
+from twisted.logger import Logger, LogLevel
 from zope.interface import implementer
 
 if TYPE_CHECKING:
@@ -71,7 +71,7 @@ class TelnetTransport(telnet.TelnetTransport):
             except ValueError:  # IAC followed by a byte that is no telnet command
                 self.state = "data"
             except Exception:  # a confused negotiation must not cost the player the connection
-                log.failure("telnet negotiation from {peer}", peer=self.getPeer())
+                log.failure("telnet negotiation from {peer}", peer=self.getPeer(), level=LogLevel.error)
                 self.state = "data"
             if self.transport is None or self.transport.disconnecting:
                 return
