@@ -8,6 +8,7 @@ else is refused with :class:`~evasync.errors.NotPersistableError` naming what wa
 from __future__ import annotations
 
 import base64
+import functools
 import importlib
 import json
 from typing import Any, Callable
@@ -146,6 +147,11 @@ def encode_callback(callback: Any) -> dict:
             raise NotPersistableError(
                 f"callback {callback!r} is a method of a {owner_kind} instance, which the store "
                 f"cannot find again after a reload.{hint} {_HOW_TO_FIX}.")
+    if isinstance(callback, functools.partial):
+        raise NotPersistableError(
+            f"callback {callback!r} is a functools.partial, which has no import path. Name the "
+            f"function itself as the callback ({_describe(callback.func)}) and pass the bound "
+            "arguments to delay() along with the others.")
     module = getattr(callback, "__module__", None)
     qualname = getattr(callback, "__qualname__", None)
     if not module or not qualname or "<" in qualname or module == "__main__":
@@ -158,7 +164,8 @@ def encode_callback(callback: Any) -> dict:
         found = resolve_path(module, qualname)
     except LookupError:
         found = None
-    if found is not callback:
+    # == rather than `is`: a classmethod gives a new bound method each time it is looked up.
+    if found is not callback and found != callback:
         raise NotPersistableError(
             f"callback {callback!r} cannot be stored: importing {module}.{qualname} does not "
             "give back the same object. Use a function defined at the top level of an "

@@ -113,6 +113,8 @@ def _report(cmd: Command, failure: Failure) -> None:
 
 def _unknown(line: str, commands: Iterable[type[Command]], caller: Any) -> str:
     word = line.split()[0]
+    if len(word) > 40:
+        word = word[:37] + "..."
     names = [n for c in commands if c.access(caller) for n in (c.key, *c.aliases)]
     close = difflib.get_close_matches(word.lower(), names, n=1)
     hint = f" Did you mean '{close[0]}'?" if close else ""

@@ -56,3 +56,11 @@ class Kettle:
 
     def whistle(self) -> None:
         CALLS.append(("whistle",))
+
+
+class Almanac:
+    """A class whose classmethod is a storable callback (looked up anew, it is equal, not the same)."""
+
+    @classmethod
+    def note(cls, text):
+        CALLS.append(((text,), {}))

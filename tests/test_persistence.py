@@ -464,3 +464,19 @@ def test_a_slow_load_keeps_due_order_and_original_times(tmp_path):
         assert fired_args()[-1] == ("due later",)
     finally:
         back.close()
+
+
+def test_a_classmethod_is_stored_by_its_path_and_fires_after_a_reload(rt):
+    from ._support import Almanac
+
+    delay(5, Almanac.note, "spring", persistent=True)
+    rt.reload()
+    rt.advance(5)
+    assert _support.CALLS == [(("spring",), {})]
+
+
+def test_a_partial_is_refused_with_what_to_do_instead(rt):
+    import functools
+
+    with pytest.raises(NotPersistableError, match="functools.partial.*Name the function itself"):
+        delay(5, functools.partial(_support.record, "x"), persistent=True)

@@ -245,3 +245,15 @@ def test_a_player_who_stops_reading_is_hung_up_on(server, admin, clients):
              what="Deaf to be hung up on")
     admin.command("look", "The Demo Room")
     assert "not reading its output; hanging up" in server.log()
+
+
+def test_every_howto_is_playable_questions_and_their_timeouts_included(server, clients):
+    trader = clients("Trader")
+    trader.command("sell old map", r"offers 21 gold for old map\. Deal\? \(yes/no\)")
+    trader.command("yes", "You sell old map for 21 gold.")
+    trader.command("sell lucky coin", "Deal")
+    trader.expect("You keep lucky coin.")            # 15 game seconds, no answer: the default
+    trader.command("powerattack dummy", "You unleash a power attack on dummy!")
+    trader.command("pa dummy", "still gathering strength")
+    trader.command("stargaze 3 = 50", "You lie back")
+    trader.expect(r"You make out \d+ constellation lines")   # computed in a worker process

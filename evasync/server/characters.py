@@ -6,7 +6,10 @@ from ..objects import DefaultCharacter
 
 
 class Character(DefaultCharacter):
-    """A player's character: the howto's commands plus the server's own (look, say, who...)."""
+    """A player's character: every howto's commands plus the server's own (look, say, who...)."""
 
     default_cmdsets = ("howtos.command_duration:CommandDurationCmdSet",
+                       "howtos.questions:QuestionsCmdSet",
+                       "howtos.cooldown:CooldownCmdSet",
+                       "howtos.offload:OffloadCmdSet",
                        "evasync.server.commands:CharacterCmdSet")

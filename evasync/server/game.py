@@ -9,6 +9,7 @@ code read again from disk, taking over the portal's connections. Started by the 
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import signal
 import sys
@@ -231,7 +232,7 @@ class Game:
     def _connect(self, session: GameSession, name: str, password: str) -> None:
         now = self.runtime.reactor.seconds()
         if now < session.retry_at:
-            session.send(f"Too many failed logins: wait {session.retry_at - now:.0f} s "
+            session.send(f"Too many failed logins: wait {math.ceil(session.retry_at - now)} s "
                          "before trying again.")
             return
         session.busy = True
