@@ -6,9 +6,10 @@ DEFAULT_STARS = 2000
 
 
 def count_constellations(seed, stars=DEFAULT_STARS):
-    """Count pairs of stars close enough to form a constellation line. Pure Python, CPU-heavy.
+    """Count the pairs of stars close enough to form a constellation line.
 
-    It is a module-level function of plain arguments, so it can be sent to a worker process.
+    Pure Python and CPU-heavy. A module-level function of plain arguments,
+    so it can be sent to a worker process.
     """
     if stars < 2:
         raise ValueError(f"a constellation needs at least 2 stars, not {stars}")
