@@ -105,10 +105,10 @@ class CmdBigSwing(MuxCommand):
     def func(self):
         caller = self.caller
         if caller.ndb.off_balance:
-            self.msg("You are still off balance and need a moment to recover!")
+            self.msg("You are still staggering from your last swing!")
             return
         target = self.args or "the air"
-        self.msg(f"You swing big at {target}! You are off balance now.")
+        self.msg(f"You put all your weight into a swing at {target} and stumble off balance.")
         # The flag lives on the character, not on this Command instance, so other commands
         # (and the callback below, which runs after this command is long gone) can see it.
         caller.ndb.off_balance = True
@@ -118,7 +118,7 @@ class CmdBigSwing(MuxCommand):
 def recover_balance(character):
     """Callback of bigswing: clear the flag and tell the player."""
     del character.ndb.off_balance
-    character.msg("You regain your balance.")
+    character.msg("You find your footing again.")
 
 
 class CmdCraft(MuxCommand):
@@ -141,10 +141,10 @@ class CmdCraft(MuxCommand):
             self.msg("Craft what? Usage: craft <thing>")
             return
         if is_crafting(caller):
-            self.msg(f"You are already crafting {caller.ndb.crafting}!")
+            self.msg(f"Your hands are already busy with {caller.ndb.crafting}.")
             return
         if caller.ndb.fighting:
-            self.msg("You can't start crafting in the middle of a fight!")
+            self.msg("Not now: you are in the middle of a fight!")
             return
         caller.ndb.crafting = self.args
         self.msg(f"You start crafting {self.args}.")
@@ -223,7 +223,7 @@ class CmdMove(Command):
 
     def func(self):
         if is_crafting(self.caller):
-            self.msg("You are too focused on your crafting, and can't move!")
+            self.msg("You can't walk away from your workbench in the middle of crafting!")
             return
         self.msg(f"You walk {self.cmdstring} ... and back again: this world is one room.")
 

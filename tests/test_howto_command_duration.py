@@ -43,9 +43,9 @@ def test_one_player_waiting_never_holds_up_another(rt):
     bob = Player(rt, "Bob", CommandDurationCmdSet)
     anna.types("wait")
     bob.types("bigswing troll")
-    assert bob.heard() == ["You swing big at troll! You are off balance now."]
+    assert bob.heard() == ["You put all your weight into a swing at troll and stumble off balance."]
     rt.advance(8)
-    assert bob.heard() == ["You regain your balance."]
+    assert bob.heard() == ["You find your footing again."]
     assert anna.heard() == ["You start counting to ten..."]
     rt.advance(2)
     assert anna.heard() == ["... ten. You stop counting."]
@@ -91,14 +91,14 @@ def test_bigswing_cannot_be_repeated_until_the_player_recovers(rt, hero):
     rt.advance(7.9)
     hero.types("bigswing troll")
     assert hero.heard() == [
-        "You swing big at troll! You are off balance now.",
-        "You are still off balance and need a moment to recover!",
-        "You are still off balance and need a moment to recover!",
+        "You put all your weight into a swing at troll and stumble off balance.",
+        "You are still staggering from your last swing!",
+        "You are still staggering from your last swing!",
     ]
     rt.advance(0.1)
-    assert hero.heard() == ["You regain your balance."]
+    assert hero.heard() == ["You find your footing again."]
     hero.types("bigswing")
-    assert hero.heard() == ["You swing big at the air! You are off balance now."]
+    assert hero.heard() == ["You put all your weight into a swing at the air and stumble off balance."]
 
 
 def test_off_balance_is_forgotten_by_a_reload(rt, hero):
@@ -107,9 +107,9 @@ def test_off_balance_is_forgotten_by_a_reload(rt, hero):
     hero.refetch()
     hero.types("bigswing troll")
     rt.advance(8)
-    assert hero.heard() == ["You swing big at troll! You are off balance now.",
-                            "You swing big at troll! You are off balance now.",
-                            "You regain your balance."]
+    assert hero.heard() == ["You put all your weight into a swing at troll and stumble off balance.",
+                            "You put all your weight into a swing at troll and stumble off balance.",
+                            "You find your footing again."]
 
 
 # -- craft, attack and north: a command that can be interrupted ---------------------------------
@@ -118,11 +118,11 @@ def test_crafting_takes_three_steps_and_keeps_the_player_at_the_workbench(rt, he
     hero.types("craft fine sword")
     hero.types("north")
     assert hero.heard() == ["You start crafting fine sword.",
-                            "You are too focused on your crafting, and can't move!"]
+                            "You can't walk away from your workbench in the middle of crafting!"]
     rt.advance(10)
     assert hero.heard() == ["You shape the main part of fine sword."]
     hero.types("craft dagger")
-    assert hero.heard() == ["You are already crafting fine sword!"]
+    assert hero.heard() == ["Your hands are already busy with fine sword."]
     rt.advance(10)
     assert hero.heard() == ["You add the finer details to fine sword."]
     rt.advance(10)
@@ -163,7 +163,7 @@ def test_no_crafting_during_a_fight_and_the_fight_ends_after_twenty_seconds(rt, 
     hero.heard()
     rt.advance(10)
     hero.types("craft chain mail")
-    assert hero.heard() == ["You can't start crafting in the middle of a fight!"]
+    assert hero.heard() == ["Not now: you are in the middle of a fight!"]
     rt.advance(9.9)
     assert hero.heard() == []
     rt.advance(0.1)
@@ -176,7 +176,7 @@ def test_the_craft_refusal_in_a_fight_is_what_the_page_shows(rt, hero):
     hero.types("attack goblin")
     hero.types("craft chain mail")
     assert hero.heard() == ["You attack goblin!",
-                            "You can't start crafting in the middle of a fight!"]
+                            "Not now: you are in the middle of a fight!"]
 
 
 def test_attacking_again_does_not_start_a_second_fight(rt, hero):
