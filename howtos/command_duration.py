@@ -185,7 +185,7 @@ class CmdAttack(MuxCommand):
     """
 
     key = "attack"
-    aliases = ["hit", "stab"]
+    aliases = ["hit", "strike"]
     locks = "cmd:all()"
 
     def func(self):

@@ -180,9 +180,9 @@ def test_the_craft_refusal_in_a_fight_is_what_the_page_shows(rt, hero):
 
 
 def test_attacking_again_does_not_start_a_second_fight(rt, hero):
-    hero.types("stab rat")
+    hero.types("strike rat")
     rt.advance(10)
-    hero.types("stab rat")
+    hero.types("strike rat")
     rt.advance(10)
     assert hero.heard() == ["You attack rat!", "You attack rat!",
                             "The fight is over. You catch your breath."]
