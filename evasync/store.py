@@ -11,6 +11,7 @@ included); an operating-system crash or power loss may lose the last few commits
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sqlite3
 from typing import Iterable, Iterator
@@ -145,17 +146,25 @@ class Store:
 
     # -- ids -------------------------------------------------------------------------------
 
-    def reserve_id_block(self) -> int:
-        """Reserve the next block of ids; returns its first id (committed before returning)."""
+    @contextlib.contextmanager
+    def _transaction(self) -> Iterator[sqlite3.Connection]:
+        """One write transaction: committed at the end, rolled back on any error (re-raised),
+        so a failed write never leaves the connection inside a transaction."""
         conn = self.conn
         conn.execute("BEGIN IMMEDIATE")
         try:
+            yield conn
+        except BaseException:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            raise
+        conn.execute("COMMIT")
+
+    def reserve_id_block(self) -> int:
+        """Reserve the next block of ids; returns its first id (committed before returning)."""
+        with self._transaction() as conn:
             block = conn.execute("SELECT value FROM meta WHERE name='next_id_block'").fetchone()[0]
             conn.execute("UPDATE meta SET value=? WHERE name='next_id_block'", (block + 1,))
-            conn.execute("COMMIT")
-        except BaseException:
-            conn.execute("ROLLBACK")
-            raise
         return block * ID_BLOCK
 
     # -- tasks -----------------------------------------------------------------------------
@@ -169,10 +178,8 @@ class Store:
         self.conn.execute("UPDATE tasks SET state=?, due=? WHERE id=?", (state, due, task_id))
 
     def delete_tasks(self, task_ids: Iterable[int]) -> None:
-        conn = self.conn
-        conn.execute("BEGIN")
-        conn.executemany("DELETE FROM tasks WHERE id=?", ((i,) for i in task_ids))
-        conn.execute("COMMIT")
+        with self._transaction() as conn:
+            conn.executemany("DELETE FROM tasks WHERE id=?", ((i,) for i in task_ids))
 
     def tasks(self) -> Iterator[tuple[int, float, str, str, str, str]]:
         """All stored tasks as (id, due, state, callback, args, kwargs), soonest first."""
@@ -201,11 +208,9 @@ class Store:
         self.conn.execute("UPDATE objects SET key=? WHERE id=?", (key, obj_id))
 
     def delete_object(self, obj_id: int) -> None:
-        conn = self.conn
-        conn.execute("BEGIN")
-        conn.execute("DELETE FROM attributes WHERE obj_id=?", (obj_id,))
-        conn.execute("DELETE FROM objects WHERE id=?", (obj_id,))
-        conn.execute("COMMIT")
+        with self._transaction() as conn:
+            conn.execute("DELETE FROM attributes WHERE obj_id=?", (obj_id,))
+            conn.execute("DELETE FROM objects WHERE id=?", (obj_id,))
 
     def attributes(self, obj_id: int) -> dict[str, str]:
         return dict(self.conn.execute("SELECT name, value FROM attributes WHERE obj_id=?",

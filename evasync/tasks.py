@@ -154,6 +154,8 @@ class TaskHandler:
         self._next_id = 0
         self._end_id = 0
         self._stopped = False
+        #: Persistent tasks whose callback ran but whose stored row is not deleted yet.
+        self._running: set[int] = set()
 
     def __len__(self) -> int:
         return len(self._tasks)
@@ -212,9 +214,27 @@ class TaskHandler:
         task._call = None
         del self._tasks[task.id]
         task.state = DONE
+        if not task.persistent:
+            self._run(task)
+            return
+        self._running.add(task.id)
         self._run(task)
-        if task.persistent:
-            self._store.delete_tasks((task.id,))
+        self._ran((task.id,))
+
+    def _ran(self, task_ids: tuple[int, ...] | list[int]) -> None:
+        """Delete the stored copies of persistent tasks whose callbacks have run."""
+        if self._stopped:
+            return  # stop() deleted them, before its store closed (a callback reloaded)
+        self._running.difference_update(task_ids)
+        try:
+            self._store.delete_tasks(task_ids)
+        except Exception:
+            # The task ran: stop() tries again (a graceful reload must not run it twice); if
+            # that fails too, it runs once more at the next start (at least once). The error
+            # must not escape into the reactor's timed call.
+            self._running.update(task_ids)
+            log.failure("could not delete stored task(s) {task_ids} after they ran",
+                        task_ids=list(task_ids), level=LogLevel.error)
 
     def _fire_overdue(self, tasks: list[Task], start: int = 0) -> None:
         batch = tasks[start:start + OVERDUE_CHUNK]
@@ -223,10 +243,11 @@ class TaskHandler:
             if self._tasks.get(task.id) is task and task.state == SCHEDULED and task._call is None:
                 del self._tasks[task.id]
                 task.state = DONE
+                self._running.add(task.id)
                 self._run(task)
                 ran.append(task.id)
         if ran:
-            self._store.delete_tasks(ran)
+            self._ran(ran)
         if start + OVERDUE_CHUNK < len(tasks) and not self._stopped:
             self._clock.callLater(0, self._fire_overdue, tasks, start + OVERDUE_CHUNK)
 
@@ -394,7 +415,18 @@ class TaskHandler:
         return restored
 
     def stop(self) -> None:
-        """Unschedule everything (a graceful stop): persistent tasks stay in the store."""
+        """Unschedule everything (a graceful stop): persistent tasks stay in the store.
+
+        A persistent task whose callback is running right now (it reloaded or closed the
+        runtime) counts as run: its row is deleted here, while the store is still open.
+        """
+        if self._running and not self._stopped:
+            running, self._running = list(self._running), set()
+            try:
+                self._store.delete_tasks(running)
+            except Exception:
+                log.failure("could not delete stored task(s) {task_ids} after they ran",
+                            task_ids=running, level=LogLevel.error)
         self._stopped = True
         for task in self._tasks.values():
             self._stop_call(task)

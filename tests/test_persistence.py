@@ -16,7 +16,8 @@ import pytest
 from twisted.internet.task import Clock
 from twisted.logger import LogLevel
 
-from evasync import (TASK_HANDLER, NotPersistableError, create_object, delay, get_object)
+from evasync import (TASK_HANDLER, NotPersistableError, create_object, delay, get_object,
+                     get_runtime)
 from evasync.runtime import Runtime
 from evasync.tasks import OVERDUE_CHUNK
 from evasync.testing import VirtualRuntime
@@ -480,3 +481,36 @@ def test_a_partial_is_refused_with_what_to_do_instead(rt):
 
     with pytest.raises(NotPersistableError, match="functools.partial.*Name the function itself"):
         delay(5, functools.partial(_support.record, "x"), persistent=True)
+
+
+def reload_from_a_callback(marker):
+    _support.CALLS.append(((marker,), {}))
+    get_runtime().reload()
+
+
+def test_a_persistent_callback_that_reloads_the_runtime_runs_once(rt):
+    delay(1, reload_from_a_callback, "reloading", persistent=True)
+    rt.advance(1)
+    rt.advance(10)
+    rt.reload()
+    rt.advance(10)
+    assert _support.CALLS == [(("reloading",), {})]
+    assert list(rt.store.tasks()) == []
+
+
+def test_a_failed_delete_after_firing_is_logged_retried_at_reload_and_leaves_no_transaction(
+        rt, logged, tmp_path):
+    blocker = sqlite3.connect(rt.store.path, timeout=0)
+    delay(1, _support.record, "first", persistent=True)
+    rt.store.conn.execute("PRAGMA busy_timeout = 0")
+    blocker.execute("BEGIN IMMEDIATE")          # another writer holds the lock
+    rt.advance(1)                               # fires; deleting its row fails
+    assert _support.CALLS == [(("first",), {})]
+    assert logged.at(LogLevel.error)
+    assert not rt.store.conn.in_transaction
+    blocker.execute("ROLLBACK")
+    blocker.close()
+    delay(5, _support.record, "second", persistent=True)   # committed despite the failure
+    rt.reload()                                 # retries the delete: "first" is gone
+    rt.advance(5)
+    assert _support.CALLS == [(("first",), {}), (("second",), {})]
