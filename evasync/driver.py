@@ -123,50 +123,60 @@ class Driver:
 
     def _step(self, run: _Run, value: Any, error: BaseException | None) -> None:
         run.call = None
-        try:
-            run.running = True
+        # A loop, not recursion: a generator that keeps catching YieldError and yielding
+        # something wrong again must not overflow the stack.
+        while True:
             try:
-                yielded = run.gen.throw(error) if error is not None else run.gen.send(value)
-            finally:
-                run.running = False
-        except StopIteration as stop:
-            self._finish(run, stop.value, None)
-        except _RETURNS as ret:
-            self._finish(run, ret.value, None)
-        except Exception:
-            self._finish(run, None, Failure())
-        else:
+                run.running = True
+                try:
+                    yielded = run.gen.throw(error) if error is not None else run.gen.send(value)
+                finally:
+                    run.running = False
+            except StopIteration as stop:
+                self._finish(run, stop.value, None)
+                return
+            except _RETURNS as ret:
+                self._finish(run, ret.value, None)
+                return
+            except Exception:
+                self._finish(run, None, Failure())
+                return
             if run.closing:  # it disconnected or deleted its own caller, or reloaded, meanwhile
                 self._close(run)
-            else:
-                self._wait(run, yielded)
+                return
+            error, value = self._wait(run, yielded), None
+            if error is None:
+                return
 
-    def _wait(self, run: _Run, yielded: Any) -> None:
+    def _wait(self, run: _Run, yielded: Any) -> BaseException | None:
+        """Set ``run`` waiting for what it yielded; or return the error to throw back into it."""
         kind = type(yielded)
         if (kind is int or kind is float) and 0 <= yielded < math.inf:
             run.call = self._clock.callLater(yielded, self._step, run, None, None)
-        elif kind is str:
-            self._ask(run, ask(yielded))
-        elif kind is ask:
-            self._ask(run, yielded)
-        else:
-            problem = YieldError(
-                f"a driven generator yielded {yielded!r} (type {kind.__module__}."
-                f"{kind.__qualname__}); yield a number of seconds >= 0, a question string, "
-                "or ask(question, timeout=..., default=...)")
-            self._step(run, None, problem)
+            return None
+        if kind is str:
+            return self._ask(run, ask(yielded))
+        if kind is ask:
+            return self._ask(run, yielded)
+        return YieldError(
+            f"a driven generator yielded {yielded!r} (type {kind.__module__}."
+            f"{kind.__qualname__}); yield a number of seconds >= 0, a question string, "
+            "or ask(question, timeout=..., default=...)")
 
-    def _ask(self, run: _Run, question: ask) -> None:
+    def _ask(self, run: _Run, question: ask) -> BaseException | None:
         caller = run.caller
         if caller is None or not callable(getattr(caller, "msg", None)):
-            self._step(run, None, YieldError(
-                f"cannot ask {question.question!r}: the generator has no caller to ask"))
-            return
+            return YieldError(
+                f"cannot ask {question.question!r}: the generator has no caller to ask")
+        try:  # sent before queueing: a question that could not be sent waits for nothing
+            caller.msg(question.question)
+        except Exception as exc:
+            return exc
         run.asking = question
         self._questions.setdefault(id(caller), deque()).append(run)
         if question.timeout is not None:
             run.call = self._clock.callLater(question.timeout, self._timed_out, run)
-        caller.msg(question.question)
+        return None
 
     def _timed_out(self, run: _Run) -> None:
         run.call = None

@@ -278,9 +278,12 @@ class ObjectRegistry:
         return list(self._cache.values())
 
     def _delete(self, obj: DefaultObject) -> None:
-        for hook in list(self.on_delete):
-            hook(obj)
+        # `obj` may be an instance from before a reload: delete the live one along with it.
+        live = self._cache.pop(obj.id, obj)
+        for instance in {id(i): i for i in (live, obj)}.values():
+            for hook in list(self.on_delete):
+                hook(instance)
         self._runtime.store.delete_object(obj.id)
-        self._cache.pop(obj.id, None)
-        obj.deleted = True
-        obj.sessions.clear()
+        for instance in (live, obj):
+            instance.deleted = True
+            instance.sessions.clear()

@@ -615,3 +615,43 @@ def test_a_question_survives_one_of_two_connections_closing_and_ends_with_the_la
         rt.driver.run(waiting(hero), hero)
         assert rt.disconnect(hero, laptop) == 0 and not closed
         assert rt.disconnect(hero, phone) == 1 and closed == [True]
+
+
+def test_a_generator_that_keeps_yielding_wrong_things_does_not_overflow_the_stack():
+    from evasync.testing import VirtualRuntime
+
+    with VirtualRuntime() as rt:
+        def stubborn():
+            caught = 0
+            while caught < 3000:
+                try:
+                    yield object()
+                except YieldError:
+                    caught += 1
+            return caught
+
+        done = rt.driver.run(stubborn(), None)
+        assert done.result == 3000 and len(rt.driver) == 0
+
+
+def test_a_question_that_cannot_be_sent_is_thrown_into_the_generator_not_left_waiting():
+    from evasync import create_object
+    from evasync.testing import VirtualRuntime
+
+    class Broken:
+        def send(self, text):
+            raise ConnectionError("socket gone")
+
+    with VirtualRuntime() as rt:
+        hero = create_object(key="Hero")
+        hero.sessions.append(Broken())
+
+        def asking():
+            try:
+                yield "Still there?"
+            except ConnectionError:
+                return "gave up"
+
+        done = rt.driver.run(asking(), hero)
+        assert done.result == "gave up"
+        assert not rt.driver.is_asking(hero)

@@ -221,3 +221,24 @@ def test_reading_db_of_a_deleted_object_is_an_error_not_a_stale_value(rt):
     ghost.delete()
     with pytest.raises(ObjectDeletedError):
         ghost.db.hp
+
+
+def test_deleting_through_an_instance_from_before_a_reload_deletes_the_live_one_too(rt):
+    from evasync import create_object, get_object
+
+    hero = create_object(key="Hero")
+    rt.reload()
+    live = get_object(hero.id)
+    closed = []
+
+    def waiting():
+        try:
+            yield "Ready?"
+        finally:
+            closed.append(True)
+
+    rt.driver.run(waiting(), live)
+    assert hero.delete()
+    assert live.deleted and closed == [True]
+    with pytest.raises(LookupError):
+        get_object(hero.id)

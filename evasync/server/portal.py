@@ -347,7 +347,8 @@ class Portal:
             session.send("The game is starting; hold on ...")
 
     def session_input(self, session: TelnetSession, line: str) -> None:
-        if self.phase == "running":
+        # Lines held during a reload go first: a new one must not overtake them.
+        if self.phase == "running" and not session.held:
             self.outbox.put("input", session.sid, line)
         elif len(session.held) < HELD_MAX:
             session.held.append(line)
