@@ -7,6 +7,7 @@ ten-second ``wait`` takes one second.
 from __future__ import annotations
 
 import socket
+import threading
 import sqlite3
 import time
 
@@ -221,6 +222,29 @@ def test_a_flooding_client_is_throttled_and_others_are_not_slowed(server, admin,
         calm.command("south", "You walk south")
         assert time.monotonic() - started < 0.3
     assert not flooder.closed
+
+
+def test_a_flood_of_telnet_commands_is_read_slowly_and_others_are_not_slowed(server, clients):
+    flooder, calm = clients("NopFlooder"), clients("Calm2")
+    nops = bytes([255, 241]) * (2 << 20)       # 4 MiB of IAC NOP: telnet commands, no lines
+    sender = threading.Thread(target=lambda: _send_quietly(flooder.sock, nops), daemon=True)
+    sender.start()
+    time.sleep(0.2)                             # let the flood start arriving
+    round_trips = []
+    for _ in range(7):
+        started = time.monotonic()
+        calm.command("south", "You walk south")
+        round_trips.append(time.monotonic() - started)
+    # Unthrottled, each read of that stream held the reactor for tens of milliseconds.
+    assert sorted(round_trips)[3] < 0.1, round_trips
+    flooder.sock.close()
+
+
+def _send_quietly(sock, data):
+    try:
+        sock.sendall(data)
+    except OSError:
+        pass
 
 
 def test_a_dropped_connection_closes_its_waiting_questions(server, admin, clients):

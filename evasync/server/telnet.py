@@ -31,6 +31,8 @@ MAX_LINE = 2000         # bytes in one input line
 RATE = 20.0             # lines a second, sustained
 BURST = 60              # lines at once (a paste)
 QUEUE_MAX = 200         # lines held back from one flooding connection before dropping
+BYTE_RATE = 32_768      # raw input bytes a second, sustained (telnet commands included)
+BYTE_BURST = 262_144    # raw input bytes at once
 BACKLOG_MAX = 1 << 20   # bytes of output waiting for a player who does not read, before hanging up
 
 BINARY = b"\x00"  # RFC 856 (conch names no constant for it)
@@ -49,32 +51,61 @@ def clean(raw: bytes) -> str:
 class TelnetTransport(telnet.TelnetTransport):
     """conch's telnet parser, fed ordinary data in runs rather than byte by byte.
 
-    A stray or unknown command after IAC is dropped instead of ending the connection.
+    A stray or unknown command after IAC is dropped instead of ending the connection. Raw bytes
+    are rate-limited per connection (a token bucket of :data:`BYTE_RATE` a second): a client
+    flooding telnet commands, which never make a line, is read more slowly instead of costing
+    everyone else reactor time.
     """
 
+    _byte_tokens = float(BYTE_BURST)
+    _byte_stamp: float | None = None
+    _byte_paused = False
+
     def dataReceived(self, data: bytes) -> None:
-        while data:
+        self._charge(len(data))
+        pos, end = 0, len(data)
+        while pos < end:
             if self.state == "data":
-                cut = len(data)
+                cut = end
                 for special in (telnet.IAC, b"\r"):
-                    found = data.find(special, 0, cut)
+                    found = data.find(special, pos, cut)
                     if found != -1:
                         cut = found
-                if cut:
-                    self.applicationDataReceived(data[:cut])
-                    data = data[cut:]
-                    if not data:
+                if cut > pos:
+                    self.applicationDataReceived(data[pos:cut])
+                    pos = cut
+                    if pos == end:
                         return
-            byte, data = data[:1], data[1:]
+            byte = data[pos:pos + 1]
+            pos += 1
             try:
                 super().dataReceived(byte)
             except ValueError:  # IAC followed by a byte that is no telnet command
                 self.state = "data"
             except Exception:  # a confused negotiation must not cost the player the connection
-                log.failure("telnet negotiation from {peer}", peer=self.getPeer(), level=LogLevel.error)
+                log.failure("telnet negotiation from {peer}", peer=self.getPeer(),
+                            level=LogLevel.error)
                 self.state = "data"
             if self.transport is None or self.transport.disconnecting:
                 return
+
+    def _charge(self, size: int) -> None:
+        reactor = self.protocol.portal.reactor
+        now = reactor.seconds()
+        if self._byte_stamp is not None:
+            self._byte_tokens = min(float(BYTE_BURST),
+                                    self._byte_tokens + (now - self._byte_stamp) * BYTE_RATE)
+        self._byte_stamp = now
+        self._byte_tokens -= size
+        if self._byte_tokens < 0 and not self._byte_paused and self.transport is not None:
+            self._byte_paused = True
+            self.transport.pauseProducing()
+            reactor.callLater(-self._byte_tokens / BYTE_RATE, self._resume_bytes)
+
+    def _resume_bytes(self) -> None:
+        self._byte_paused = False
+        if self.transport is not None and not self.transport.disconnecting:
+            self.transport.resumeProducing()
 
 
 @implementer(IPushProducer)
