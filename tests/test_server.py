@@ -281,3 +281,43 @@ def test_every_howto_is_playable_questions_and_their_timeouts_included(server, c
     trader.command("pa dummy", "still gathering strength")
     trader.command("stargaze 3 = 50", "You lie back")
     trader.expect(r"You make out \d+ constellation lines")   # computed in a worker process
+
+
+def test_a_message_longer_than_one_amp_box_reaches_the_player_unbroken():
+    from twisted.internet.task import Clock
+    from twisted.internet.testing import StringTransport
+
+    from evasync.server.portal import Portal
+    from evasync.server.protocol import BOX_CHARS, Outbox, ToPortal
+    from evasync.server.telnet import TelnetSession, TelnetTransport
+
+    sent = []
+
+    class Link:
+        def callRemote(self, command, events):
+            sent.extend(events)
+
+    clock = Clock()
+    outbox = Outbox(clock, ToPortal, lambda: Link())
+    text = "x" * (2 * BOX_CHARS + 5)
+    outbox.put("send", 1, text)
+    clock.advance(0)
+    assert len(sent) == 3                      # it did need several boxes
+
+    class FakePortal:
+        reactor = Clock()
+        sessions: dict = {}
+
+        def session_opened(self, session):
+            self.sessions[1] = session
+
+        def session_closed(self, session):
+            pass
+
+    portal = FakePortal()
+    wire = TelnetTransport(TelnetSession, portal)
+    screen = StringTransport()
+    wire.makeConnection(screen)
+    screen.clear()
+    Portal.from_game(portal, sent)
+    assert screen.value().decode().replace("\r\n", "\n") == text + "\n"

@@ -370,6 +370,8 @@ class Portal:
             kind = event[0]
             if kind == "send":
                 session.send(event[2])
+            elif kind == "sendpart":
+                session.send(event[2], end="")
             elif kind == "login":
                 session.character_id, session.name = event[2], event[3]
             elif kind == "close":

@@ -99,12 +99,19 @@ class Outbox:
         self._call: Any = None
 
     def put(self, *event: Any) -> None:
-        """Queue one event; a long text (the last item) is split over several events."""
+        """Queue one event; a long text (the last item) is split over several events.
+
+        The pieces of a split ``send`` but the last are ``sendpart`` events, which the portal
+        writes without ending the line, so the player sees one message, not broken lines.
+        """
         text = event[-1]
         if isinstance(text, str) and len(text) > BOX_CHARS:
-            head = list(event[:-1])
-            for start in range(0, len(text), BOX_CHARS):
-                self.put(*head, text[start:start + BOX_CHARS])
+            kind, middle = event[0], list(event[1:-1])
+            starts = range(0, len(text), BOX_CHARS)
+            for start in starts:
+                last = start == starts[-1]
+                part = kind if last or kind != "send" else "sendpart"
+                self.put(part, *middle, text[start:start + BOX_CHARS])
             return
         cost = 16 + sum(len(item) for item in event if isinstance(item, str))
         if self._size + cost > BOX_CHARS:

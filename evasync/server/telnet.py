@@ -188,11 +188,11 @@ class TelnetSession(telnet.TelnetProtocol):
 
     # -- output ----------------------------------------------------------------------------
 
-    def send(self, text: str) -> None:
-        """Show ``text`` to the player, as one or more lines."""
+    def send(self, text: str, end: str = "\n") -> None:
+        """Show ``text`` to the player, as one or more lines (``end`` ends the last one)."""
         if not self._open:
             return
-        data = (text.replace("\r\n", "\n") + "\n").encode("utf-8")
+        data = (text.replace("\r\n", "\n") + end).encode("utf-8")
         if self._backlog is not None:
             self._backlog += len(data)
             if self._backlog > BACKLOG_MAX:
