@@ -311,17 +311,27 @@ class TaskHandler:
         task = self._tasks.get(task_id)
         if task is None:
             return False
-        self._forget(task)
+        # Unscheduled at once, but its stored copy goes only once the callback has run: a
+        # crash meanwhile runs it again at the next start rather than never (at least once).
+        self._stop_call(task)
+        del self._tasks[task_id]
+        task.state = DONE
         task._called = True
+        if task.persistent:
+            self._running.add(task_id)
         try:
             result = task.callback(*task.args, **task.kwargs)
         except Exception:
             if task._deferred is not None:
                 task._deferred.errback(Failure())
             raise
-        if task._deferred is not None:
-            task._deferred.callback(result)
-        return result
+        else:
+            if task._deferred is not None:
+                task._deferred.callback(result)
+            return result
+        finally:
+            if task.persistent:
+                self._ran((task_id,))
 
     def call_task(self, task_id: int) -> Any:
         """Run task ``task_id``'s callback now, leaving it scheduled; False if there is no such task."""

@@ -514,3 +514,14 @@ def test_a_failed_delete_after_firing_is_logged_retried_at_reload_and_leaves_no_
     rt.reload()                                 # retries the delete: "first" is gone
     rt.advance(5)
     assert _support.CALLS == [(("first",), {}), (("second",), {})]
+
+
+def note_stored_ids(marker):
+    _support.CALLS.append(((marker, [row[0] for row in get_runtime().store.tasks()]), {}))
+
+
+def test_do_task_keeps_the_stored_copy_until_the_callback_has_run(rt):
+    task = delay(60, note_stored_ids, "now", persistent=True)
+    task.do_task()
+    assert _support.CALLS == [(("now", [task.id]), {})]     # still stored while it ran
+    assert list(rt.store.tasks()) == [] and not task.exists()
