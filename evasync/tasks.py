@@ -286,10 +286,13 @@ class TaskHandler:
         self._set_state(task, CANCELLED)
         return True
 
-    def _forget(self, task: Task) -> None:
+    def _unschedule(self, task: Task) -> None:
         self._stop_call(task)
         del self._tasks[task.id]
         task.state = DONE
+
+    def _forget(self, task: Task) -> None:
+        self._unschedule(task)
         if task.persistent:
             self._store.delete_tasks((task.id,))
 
@@ -313,9 +316,7 @@ class TaskHandler:
             return False
         # Unscheduled at once, but its stored copy goes only once the callback has run: a
         # crash meanwhile runs it again at the next start rather than never (at least once).
-        self._stop_call(task)
-        del self._tasks[task_id]
-        task.state = DONE
+        self._unschedule(task)
         task._called = True
         if task.persistent:
             self._running.add(task_id)
@@ -431,12 +432,7 @@ class TaskHandler:
         runtime) counts as run: its row is deleted here, while the store is still open.
         """
         if self._running and not self._stopped:
-            running, self._running = list(self._running), set()
-            try:
-                self._store.delete_tasks(running)
-            except Exception:
-                log.failure("could not delete stored task(s) {task_ids} after they ran",
-                            task_ids=running, level=LogLevel.error)
+            self._ran(list(self._running))
         self._stopped = True
         for task in self._tasks.values():
             self._stop_call(task)
