@@ -194,6 +194,27 @@ def resolve_path(module: str, qualname: str) -> Any:
     return target
 
 
+def importable(obj: Any) -> bool:
+    """True if importing ``obj``'s module and following its qualname gives ``obj`` back."""
+    module, qualname = obj.__module__, obj.__qualname__
+    if module == "__main__" or "<" in qualname:
+        return False
+    try:
+        return resolve_path(module, qualname) is obj
+    except LookupError:
+        return False
+
+
+def resolve_name(name: str) -> Any:
+    """Resolve ``"package.module:Outer.Inner"`` (as stored) or ``"package.module.Name"``."""
+    name = name.strip()
+    if ":" in name:
+        module, _, qualname = name.partition(":")
+    else:
+        module, _, qualname = name.rpartition(".")
+    return resolve_path(module, qualname)
+
+
 def decode_callback(spec: dict, get_object: Callable[[int], Any]) -> Any:
     """Inverse of :func:`encode_callback`; LookupError with a reason when it cannot be resolved."""
     if "path" in spec:

@@ -210,11 +210,7 @@ class CmdSet:
 
 def _cmdset_class(cmdset: type[CmdSet] | CmdSet | str) -> type[CmdSet]:
     if isinstance(cmdset, str):
-        if ":" in cmdset:  # "package.module:Outer.Inner", as stored
-            module, _, qualname = cmdset.partition(":")
-        else:
-            module, _, qualname = cmdset.rpartition(".")
-        cmdset = _codec.resolve_path(module, qualname)
+        cmdset = _codec.resolve_name(cmdset)
     cls = cmdset if isinstance(cmdset, type) else type(cmdset)
     if not issubclass(cls, CmdSet):
         raise TypeError(f"{cmdset!r} is not a CmdSet subclass")
@@ -222,11 +218,7 @@ def _cmdset_class(cmdset: type[CmdSet] | CmdSet | str) -> type[CmdSet]:
 
 
 def _check_storable(cls: type[CmdSet]) -> None:
-    try:
-        found = _codec.resolve_path(cls.__module__, cls.__qualname__)
-    except LookupError:
-        found = None
-    if found is not cls or cls.__module__ == "__main__":
+    if not _codec.importable(cls):
         raise NotPersistableError(
             f"{cls.__module__}.{cls.__qualname__} cannot be stored: it would not be found again "
             "after a reload. Define it in an importable module (not __main__, not inside a "

@@ -208,9 +208,8 @@ class ObjectRegistry:
         self.on_delete: list[Any] = []
 
     def _resolve_class(self, path: str, obj_id: int) -> type:
-        module, _, qualname = path.partition(":")
         try:
-            cls = _codec.resolve_path(module, qualname)
+            cls = _codec.resolve_name(path)
         except LookupError as exc:
             log.warn("object #{obj_id}: typeclass {path} not found ({reason}); using "
                      "DefaultObject", obj_id=obj_id, path=path, reason=str(exc))
@@ -226,16 +225,13 @@ class ObjectRegistry:
         if typeclass is None:
             cls: type = DefaultCharacter
         elif isinstance(typeclass, str):
-            module, _, qualname = typeclass.replace(":", ".").rpartition(".")
-            cls = _codec.resolve_path(module, qualname)
+            cls = _codec.resolve_name(typeclass)
         else:
             cls = typeclass
         if not (isinstance(cls, type) and issubclass(cls, DefaultObject)):
             raise TypeError(f"typeclass must be a subclass of evasync.DefaultObject, not {cls!r}")
         path = typeclass_path(cls)
-        module, _, qualname = path.partition(":")
-        if "<" in qualname or module == "__main__" or \
-                _codec.resolve_path(module, qualname) is not cls:
+        if not _codec.importable(cls):
             raise TypeError(f"typeclass {cls!r} must be importable by its module path so it can "
                             "be found again after a reload; define it at the top level of a module")
         if key is not None and not isinstance(key, str):

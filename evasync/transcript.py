@@ -26,7 +26,6 @@ import re
 from dataclasses import dataclass
 from typing import Any, Iterable, Sequence
 
-from ._codec import resolve_path
 from .testing import VirtualRuntime
 
 DEFAULT_PLAYER = "Player"
@@ -90,16 +89,6 @@ class _PlayerSession:
             self.screen.lines.append((self.player, line))
 
 
-def _load_cmdsets(cmdsets: Sequence[str | type]) -> list[type]:
-    loaded = []
-    for cmdset in cmdsets:
-        if isinstance(cmdset, str):
-            module, _, qualname = cmdset.strip().replace(":", ".").rpartition(".")
-            cmdset = resolve_path(module, qualname)
-        loaded.append(cmdset)
-    return loaded
-
-
 def run(text: str, cmdsets: Sequence[str | type], typeclass: str | type | None = None) -> str:
     """Play transcript ``text`` and return what really happened, in transcript form.
 
@@ -109,7 +98,6 @@ def run(text: str, cmdsets: Sequence[str | type], typeclass: str | type | None =
     steps = parse(text)
     players = list(dict.fromkeys(s.player for s in steps if s.kind == "input"))
     several = len(players) > 1
-    classes = _load_cmdsets(cmdsets)
     screen = _Screen()
     out: list[str] = []
 
@@ -122,7 +110,7 @@ def run(text: str, cmdsets: Sequence[str | type], typeclass: str | type | None =
         ids: dict[str, int] = {}
         for name in players:
             character = runtime.objects.create(typeclass, key=name)
-            for cmdset in classes:
+            for cmdset in cmdsets:  # classes or import paths
                 character.cmdset.add(cmdset)
             character.sessions.append(screen.session(name))
             ids[name] = character.id
