@@ -37,6 +37,7 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from . import _failures
+from ._timers import Timers
 from .errors import EvasyncError
 
 log = Logger(namespace="evasync.driver")
@@ -62,8 +63,8 @@ class _ReturnValue(BaseException):
 def returnValue(value: Any = None) -> None:
     """End a driven generator with ``value`` (same as ``return value``; kept for upstream code).
 
-    Raises:
-        An internal exception the driver catches; do not call it outside a driven generator.
+    It raises an internal exception that the driver catches: call it only inside a driven
+    generator.
     """
     raise _ReturnValue(value)
 
@@ -151,24 +152,26 @@ except ImportError:  # pragma: no cover - removed in some future Twisted
     _RETURNS = (_ReturnValue,)
 
 # A run's state flags.
-_RUNNING = 1  # inside send()/throw() or setting up its wait: it cannot be closed right now
-_CLOSING = 2  # closed while running: close it when the step is over
-_DONE = 4     # finished or closed: nothing may step it again
+_RUNNING = 1    # inside send()/throw() or setting up its wait: it cannot be closed right now
+_CLOSING = 2    # closed while running: close it when the step is over
+_DONE = 4       # finished or closed: nothing may step it again
+_COROUTINE = 8  # the body is a coroutine (else a generator)
 
 
 class _Run(defer.Deferred):
-    """One driven body, and the Deferred of its outcome (one object: there may be 100,000)."""
+    """One driven body, and the Deferred of its outcome: one object, because a game may hold a
+    hundred thousand paused commands."""
 
-    __slots__ = ("body", "caller", "wait", "asking", "flags", "coroutine")
+    __slots__ = ("body", "caller", "wait", "asking", "flags")
 
     def __init__(self, body: Body, caller: Any) -> None:
         super().__init__()
         self.body = body
         self.caller = caller
-        self.wait: Any = None   # the pending clock call (pause or question timeout), or Deferred
+        #: What it waits for: a timer entry (pause or question timeout), a Deferred, or None.
+        self.wait: Any = None
         self.asking: ask | None = None
-        self.flags = 0
-        self.coroutine = inspect.iscoroutine(body)
+        self.flags = _COROUTINE if inspect.iscoroutine(body) else 0
 
     def __repr__(self) -> str:
         name = getattr(self.body, "__qualname__", type(self.body).__name__)
@@ -183,13 +186,24 @@ class Driver:
     """
 
     def __init__(self, clock: IReactorTime) -> None:
-        self.clock = clock
+        self._timers = Timers(clock)
+        self._wake_run = self._wake  # one bound method for every pause
+        self._time_out = self._timed_out
         # Keyed by id(caller): any object can be a caller, hashable or not, and its runs keep it
         # alive (so its id is not reused) while it has an entry. By caller, so that a
         # disconnect or a deletion only looks at that caller's runs. A caller with one run
         # (the usual case) maps to the run itself, not to a container of one.
         self._runs: dict[int, _Run | list[_Run]] = {}
         self._questions: dict[int, deque[_Run]] = {}
+
+    @property
+    def clock(self) -> IReactorTime:
+        """The clock pauses and question timeouts run on (settable; see ``Runtime.clock``)."""
+        return self._timers.clock
+
+    @clock.setter
+    def clock(self, clock: IReactorTime) -> None:
+        self._timers = Timers(clock)  # what waits already stays on the old clock
 
     def run(self, body: Body, caller: Any,
             then: tuple[Callable[[Any], Any], Callable[[Failure], Any]] | None = None
@@ -258,9 +272,9 @@ class Driver:
         kind = type(yielded)
         if kind is ask:
             return self._ask(run, yielded)
-        if run.coroutine:
+        if run.flags & _COROUTINE:
             if kind is sleep:
-                run.wait = self.clock.callLater(yielded.seconds, self._step, run, _SERVED, None)
+                run.wait = self._timers.after(yielded.seconds, self._wake_run, run)
                 return None
             if isinstance(yielded, defer.Deferred):
                 return self._await(run, yielded)
@@ -270,7 +284,7 @@ class Driver:
                 "evasync.sleep(seconds), evasync.ask(question, ...) and Twisted Deferreds "
                 "(asyncio objects need an asyncio loop)")
         if (kind is int or kind is float) and 0 <= yielded < math.inf:
-            run.wait = self.clock.callLater(yielded, self._step, run, None, None)
+            run.wait = self._timers.after(yielded, self._wake_run, run)
             return None
         if kind is str:
             return self._ask(run, ask(yielded))
@@ -278,6 +292,10 @@ class Driver:
             f"a driven generator yielded {yielded!r} (type {kind.__module__}."
             f"{kind.__qualname__}); yield a number of seconds >= 0, a question string, "
             "or ask(question, timeout=..., default=...)")
+
+    def _wake(self, run: _Run) -> None:
+        """A pause is over."""
+        self._step(run, _SERVED if run.flags & _COROUTINE else None, None)
 
     def _await(self, run: _Run, deferred: defer.Deferred) -> tuple[Any, Any] | None:
         # A Deferred that has fired already calls back at once, inside addBoth: its result is
@@ -315,12 +333,12 @@ class Driver:
         run.asking = question
         self._questions.setdefault(id(caller), deque()).append(run)
         if question.timeout is not None:
-            run.wait = self.clock.callLater(question.timeout, self._timed_out, run)
+            run.wait = self._timers.after(question.timeout, self._time_out, run)
         return None
 
     def _answer_with(self, run: _Run, answer: Any) -> None:
         question, run.asking = run.asking, None
-        if run.coroutine:
+        if run.flags & _COROUTINE:
             question._answer = answer
             self._step(run, _SERVED, None)
         else:
@@ -375,7 +393,7 @@ class Driver:
         if not queue:
             del self._questions[id(caller)]
         if run.wait is not None:
-            run.wait.cancel()
+            Timers.cancel(run.wait)
         self._answer_with(run, line.strip())
         return True
 
@@ -389,15 +407,15 @@ class Driver:
         wait, run.wait = run.wait, None
         if isinstance(wait, defer.Deferred):
             _failures.cancel(wait)  # as Twisted does: what a cancelled coroutine awaits is too
-        elif wait is not None and wait.active():
-            wait.cancel()
+        elif wait is not None:
+            Timers.cancel(wait)
         if run.asking is not None:
             self._unqueue(run)
             run.asking = None
         self._forget(run)
         gone = CallerGone("the caller left (or the server reloaded) before it finished")
         try:
-            if run.coroutine:
+            if run.flags & _COROUTINE:
                 self._throw_gone(run, gone)
             else:
                 run.body.close()
@@ -433,6 +451,7 @@ class Driver:
         for held in list(self._runs.values()):
             for run in (list(held) if type(held) is list else [held]):
                 self._close(run)
+        self._timers.stop()
 
     def __len__(self) -> int:
         return sum(len(held) if type(held) is list else 1 for held in self._runs.values())

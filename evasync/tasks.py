@@ -1,7 +1,8 @@
 """``delay`` and the task handler: scheduled calls with handles, optionally stored to survive reloads.
 
-Each task lives in a dict keyed by its id and rides on one ``clock.callLater``; adding, firing and
-cancelling cost the same however many tasks are pending. Persistent tasks are also written to the
+Each task lives in a dict keyed by its id and waits in a heap of timers that shares one call of
+the clock (:mod:`evasync._timers`); adding, firing and cancelling cost the same however many tasks
+are pending. Persistent tasks are also written to the
 store before :meth:`TaskHandler.add` returns and deleted only after their callback ran, so a task
 fires at least once even if the process dies; a graceful stop never fires one twice.
 
@@ -30,6 +31,7 @@ from twisted.logger import Logger, LogLevel
 from twisted.python.failure import Failure
 
 from . import _codec, _failures
+from ._timers import Timers
 from .store import ID_BLOCK, Store
 
 log = Logger(namespace="evasync.tasks")
@@ -193,6 +195,8 @@ class TaskHandler:
     def __init__(self, clock: IReactorTime, store: Store, lookup: Callable[[int], Any],
                  trust: _codec.Trust | None = None) -> None:
         self._clock = clock
+        self._timers = Timers(clock)
+        self._fire_task = self._fire  # one bound method for every task (a new one is 64 bytes)
         self._store = store
         self._lookup = lookup
         self._trust = trust if trust is not None else _codec.Trust()
@@ -221,6 +225,7 @@ class TaskHandler:
     @clock.setter
     def clock(self, clock: IReactorTime) -> None:
         self._clock = clock
+        self._timers = Timers(clock)  # tasks already scheduled stay on the old clock
 
     @property
     def tasks(self) -> Mapping[int, Task]:
@@ -268,8 +273,7 @@ class TaskHandler:
         return task
 
     def _schedule(self, task: Task) -> None:
-        task._call = self._clock.callLater(max(0.0, task.due - self._clock.seconds()),
-                                           self._fire, task)
+        task._call = self._timers.at(task.due, self._fire_task, task)
 
     # -- running ---------------------------------------------------------------------------
 
@@ -301,10 +305,10 @@ class TaskHandler:
             return
         self._warned.add(name)
         kind = "coroutine" if inspect.iscoroutine(result) else "generator"
-        log.warn("delay callback {callback} returned a {kind} that nothing drives, so its body "
-                 "after the first yield or await never runs. A delay callback runs once; to "
-                 "pause or ask, decorate the function with @interactive (it needs a 'caller' "
-                 "argument) or put the yield in a Command's func().", callback=name, kind=kind)
+        log.warn("delay callback {callback} returned a {kind} that nothing drives, so none of "
+                 "its body ran. A delay callback is called once; to pause or ask, decorate the "
+                 "function with @interactive (it needs a 'caller' argument) or put the yield in "
+                 "a Command's func().", callback=name, kind=kind)
 
     def _fire(self, task: Task) -> None:
         task._call = None
@@ -367,10 +371,10 @@ class TaskHandler:
             self._store.set_task_state(task.id, state, task.due)
         task.state = state
 
-    def _stop_call(self, task: Task) -> None:
+    @staticmethod
+    def _stop_call(task: Task) -> None:
         if task._call is not None:
-            if task._call.active():
-                task._call.cancel()
+            Timers.cancel(task._call)
             task._call = None
 
     def cancel(self, task_id: int) -> bool:
@@ -621,3 +625,4 @@ class TaskHandler:
         for task in self._tasks.values():
             self._stop_call(task)
         self._tasks.clear()
+        self._timers.stop()
