@@ -68,10 +68,11 @@ def filter_text(pre: Any, exclude: str) -> str:
 
 def _js_regexp(pattern: str) -> re.Pattern[str]:
     # The prompt patterns used here are written in the common subset of JavaScript and Python
-    # regular expressions; a construct outside it is refused rather than guessed at.
-    if re.search(r"\(\?P|\(\?<[^=!]|\\[AZz]|\(\?[aiLmsux]", pattern):
+    # regular expressions (ASCII classes: JavaScript's \d and \w are ASCII-only); a construct
+    # outside it is refused rather than guessed at.
+    if re.search(r"\(\?P|\(\?<[^=!]|\\[AZzs]|\(\?[aiLmsux]", pattern):
         raise ValueError(f"prompt pattern {pattern!r} uses syntax JavaScript reads differently")
-    return re.compile(pattern)
+    return re.compile(pattern, re.ASCII)
 
 
 def format_copy_text(text: str, config: CopyButtonConfig) -> str:
