@@ -23,8 +23,8 @@ test: $(STAMP)
 unit: $(STAMP)
 	$(BIN)/python -m pytest tests
 
-doctest: $(STAMP)
-	$(BIN)/python -m pytest docs
+doctest: $(STAMP)   # the pages' examples and transcripts, and those in evasync's docstrings
+	$(BIN)/python -m pytest docs evasync
 
 bench: $(STAMP)
 	$(BIN)/python -m bench

@@ -11,6 +11,7 @@ extensions = [
     "sphinx.ext.intersphinx",
     "sphinx.ext.viewcode",
     "sphinx_copybutton",
+    "sphinx_design",
     "evasync.sphinxext",
 ]
 
@@ -29,7 +30,17 @@ intersphinx_mapping = {}
 
 html_theme = "furo"
 html_title = "evasync"
-copybutton_prompt_text = r">>> |\.\.\. |\$ |> "
+# The copy button copies what a reader should paste: the code of ">>> " and "... " lines of a
+# Python session (without its output) and the commands of "$ " lines of a shell session. A
+# line "... 10 seconds pass ..." or "... the server reloads ..." is not a prompt: it is time
+# passing in a transcript written inside Python code (see evasync.transcript), and treating it
+# as one would copy that single line instead of the code around it. tests/test_docs_copy.py
+# runs what this copies, for every block of every page.
+copybutton_prompt_text = (
+    r">>> "
+    r"|\.\.\. (?!\d+(?:\.\d+)? (?:second|minute)s? pass(?:es)? \.\.\.$|the server reloads \.\.\.$)"
+    r"|\$ "
+)
 copybutton_prompt_is_regexp = True
 # Transcripts show a play session; copying them as commands would make no sense.
 copybutton_selector = "div:not(.transcript) > div.highlight pre"

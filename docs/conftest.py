@@ -1,7 +1,9 @@
 """Sybil: every code block and transcript in docs/ runs; any block nothing runs is a failure.
 
-Each page gets its own virtual-time runtime, named ``runtime`` in its Python blocks. Transcript
-blocks are played by :class:`evasync.transcript.TranscriptParser`. Shell blocks (``console``)
+Each page runs in its own namespace with nothing handed in: a page that uses a runtime makes it
+in a block the reader sees (``runtime = VirtualRuntime()``), and every runtime a page made is
+closed after its last block. Transcript blocks are played by
+:class:`evasync.transcript.TranscriptParser`. Shell blocks (``console``)
 are checked against the project: each ``make`` target must exist in the Makefile and each
 ``python -m`` module must import. Any other fenced block fails unless a ``% skip: next "reason"``
 comment stands before it.
@@ -27,12 +29,10 @@ RUN_LANGUAGES = {"python", "console", "{transcript}"}
 CODE_DIRECTIVE = re.compile(r"^\{(?:code|code-block|sourcecode)\}\s*")
 
 
-def _setup(namespace):
-    namespace["runtime"] = VirtualRuntime()
-
-
-def _teardown(namespace):
-    namespace["runtime"].close()
+def _close_runtimes(namespace):
+    for value in list(namespace.values()):
+        if isinstance(value, VirtualRuntime):
+            value.close()
 
 
 def _make_targets():
@@ -111,9 +111,8 @@ class UnrunBlockParser:
 
 
 pytest_collect_file = Sybil(
-    parsers=[PythonCodeBlockParser(doctest_optionflags=doctest.ELLIPSIS), TranscriptParser(), ConsoleParser(), UnrunBlockParser(),
-             SkipParser()],
+    parsers=[PythonCodeBlockParser(doctest_optionflags=doctest.ELLIPSIS), TranscriptParser(),
+             ConsoleParser(), UnrunBlockParser(), SkipParser()],
     patterns=["*.md", "**/*.md"],
-    setup=_setup,
-    teardown=_teardown,
+    teardown=_close_runtimes,
 ).pytest()

@@ -41,6 +41,9 @@ class TranscriptDirective(Directive):
     def run(self) -> list[nodes.Node]:
         text = "\n".join(self.content)
         block = nodes.literal_block(text, text, language="transcript", classes=["transcript"])
+        # Kept on the node (not rendered) for tools that play the transcripts of a built page.
+        block["cmdset"] = self.options.get("cmdset", "")
+        block["typeclass"] = self.options.get("typeclass", "")
         caption = self.options.get("caption")
         if not caption:
             return [block]

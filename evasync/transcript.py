@@ -1,12 +1,15 @@
 """Game transcripts: a play session written down, and run to prove it.
 
-A transcript is what players type and see, with time passing in between::
+A transcript is what players type and see, with time passing in between:
 
-    > craft fine sword
-    You start crafting fine sword.
-    ... 10 seconds pass ...
-    You shape the main part of fine sword.
-    ... the server reloads ...
+.. transcript::
+   :cmdset: howtos.command_duration.CommandDurationCmdSet
+
+   > craft fine sword
+   You start crafting fine sword.
+   ... 10 seconds pass ...
+   You shape the main part of fine sword.
+   ... the server reloads ...
 
 Lines starting with ``>`` are typed by the player; ``Name> ...`` is typed by player *Name*
 (several players in one transcript), whose output lines are then written ``[Name] text``.
@@ -16,7 +19,8 @@ reloads the runtime. Every other line is output that must appear, in that order.
 :func:`run` plays a transcript on fresh characters in a fresh
 :class:`~evasync.testing.VirtualRuntime` and returns what really happened, written the same way;
 :func:`check` compares the two. :class:`TranscriptParser` makes Sybil do that for every
-``{transcript}`` directive block of a MyST page.
+``{transcript}`` directive block of a MyST page (and every ``.. transcript::`` directive of a
+reST text, such as this docstring, which the test suite plays too).
 """
 
 from __future__ import annotations
@@ -151,15 +155,20 @@ def _split(value: str | None) -> list[str]:
 
 
 class TranscriptParser:
-    """Sybil parser for MyST ``{transcript}`` blocks; each one is played by :func:`check`.
+    """Sybil parser for transcript blocks; each one is played by :func:`check`.
 
-    Options: ``:cmdset:`` (comma-separated import paths, required) and ``:typeclass:``.
+    It finds MyST ``{transcript}`` blocks (Markdown pages) and reST ``.. transcript::``
+    directives (docstrings). Options: ``:cmdset:`` (comma-separated import paths, required) and
+    ``:typeclass:``.
     """
 
     def __init__(self) -> None:
-        from sybil.parsers.myst.lexers import DirectiveLexer
+        from sybil.parsers.abstract.lexers import LexerCollection
+        from sybil.parsers.myst.lexers import DirectiveLexer as MystDirectiveLexer
+        from sybil.parsers.rest.lexers import DirectiveLexer as RestDirectiveLexer
 
-        self._lexer = DirectiveLexer(directive="transcript")
+        self._lexer = LexerCollection([MystDirectiveLexer(directive="transcript"),
+                                       RestDirectiveLexer(directive="transcript")])
 
     def __call__(self, document: Any) -> Iterable[Any]:
         for region in self._lexer(document):
