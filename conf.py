@@ -15,7 +15,8 @@ extensions = [
 ]
 
 source_suffix = {".md": "markdown"}
-exclude_patterns = ["_build", "**/conftest.py", "**/_*.md"]
+# examples/ holds whole projects, shown with literalinclude (their own pages are theirs).
+exclude_patterns = ["_build", "**/conftest.py", "**/_*.md", "examples"]
 myst_enable_extensions = ["colon_fence", "deflist"]
 myst_heading_anchors = 3
 
