@@ -30,6 +30,8 @@ intersphinx_mapping = {}
 
 html_theme = "furo"
 html_title = "evasync"
+html_static_path = ["docs/_static"]
+html_css_files = ["evasync.css"]  # code and sessions wrap on narrow screens
 copybutton_prompt_text = r">>> |\.\.\. |\$ |> "
 copybutton_prompt_is_regexp = True
 # Transcripts show a play session; copying them as commands would make no sense.
