@@ -1,6 +1,7 @@
-"""The built site reads on a phone: Debian's headless Chromium looks at every page.
+"""The built site: it reads on a phone, and links to Python's and Twisted's docs, offline.
 
-The site is built into a temporary folder (``sphinx-build -W``, as ``make html`` does). Every page
+The site is built into a temporary folder (``sphinx-build -W``, as ``make html`` does). Debian's
+headless Chromium looks at it: every page
 is screenshotted whole at 1280 and 390 px wide into ``_build/screenshots/`` (ignored by git), for
 a person to look at; the test asserts that at 390 px no code block or sample session scrolls
 sideways, unless one of its words is wider than the block and so cannot be broken.
@@ -9,6 +10,7 @@ sideways, unless one of its words is wider than the block and so cannot be broke
 from __future__ import annotations
 
 import base64
+import runpy
 import shutil
 import subprocess
 import sys
@@ -136,3 +138,24 @@ def test_no_code_block_scrolls_sideways_on_a_phone(site, browser):
                            f"{PHONE} px:\n" + "\n".join(scrolling))
     shots = list(SCREENSHOTS.rglob("*.png"))
     assert len(shots) == len(WIDTHS) * len(pages(site)), shots
+
+
+def test_the_build_reads_inventories_from_the_checkout_only():
+    """intersphinx fetches nothing: every inventory is a file committed with the docs."""
+    mapping = runpy.run_path(str(ROOT / "conf.py"))["intersphinx_mapping"]
+    assert set(mapping) == {"python", "twisted"}
+    for name, (base, inventory) in mapping.items():
+        assert base.startswith("https://"), name
+        assert Path(inventory).is_file() and ROOT in Path(inventory).parents, inventory
+
+
+def test_twisted_and_python_names_link_to_their_docs(site):
+    page = (site / "reference" / "run-async.html").read_text()
+    for target in ("https://docs.twisted.org/en/stable/api/twisted.internet.defer.Deferred.html",
+                   "https://docs.twisted.org/en/stable/api/twisted.python.failure.Failure.html",
+                   "https://docs.python.org/3/library/concurrent.futures.html"
+                   "#concurrent.futures.Executor"):
+        assert f'href="{target}"' in page, target
+    tasks = (site / "reference" / "tasks.html").read_text()
+    assert 'href="https://docs.twisted.org/en/stable/api/twisted.internet.interfaces.' \
+           'IReactorTime.html"' in tasks
