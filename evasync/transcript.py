@@ -111,7 +111,7 @@ def run(text: str, cmdsets: Sequence[str | type], typeclass: str | type | None =
         for name in players:
             character = runtime.objects.create(typeclass, key=name)
             for cmdset in cmdsets:  # classes or import paths
-                character.cmdset.add(cmdset)
+                character.cmdset.add(cmdset, persistent=True)
             character.sessions.append(screen.session(name))
             ids[name] = character.id
         for step in steps:

@@ -17,7 +17,7 @@ ENTRY = re.compile(r"^\.\. (auto\w+|py:\w+):: (\S+?)(?:\(\))?\s*$", re.M)
 PUBLIC = {
     "evasync": list(evasync.__all__),
     "evasync.objects": ["AttributeHandler", "NAttributeHandler"],  # what obj.db, obj.ndb are
-    "evasync.store": ["Store", "default_path"],
+    "evasync.store": ["Store", "Trust", "default_path", "default_synchronous"],
     "evasync.locks": ["parse_locks", "PERMISSION_HIERARCHY", "permissions", "is_superuser"],
     "evasync.testing": ["VirtualRuntime", "Recorder"],
     "evasync.transcript": ["check", "run", "parse", "Step", "TranscriptParser",

@@ -162,6 +162,19 @@ def test_the_game_server_answers_a_command_over_telnet(game):
         go_fishing(port)
 
 
+def test_a_game_installed_into_site_packages_is_served_too(game, tmp_path):
+    """Installed as a regular package, the game is no longer "game code outside the Python
+    installation": naming its typeclass to ``evasync start`` is what makes the store trust it.
+    Started away from the game's folder, so only the installed copy can be found.
+    (Runs last in this module: it replaces the editable install.)"""
+    venv, project, _ = game
+    venv.pip_install(".", cwd=project)
+    where = venv.run_python("import mygame; print(mygame.__file__)").stdout.strip()
+    assert where.startswith(str(venv.path)), where
+    with game_server(venv.path / "bin" / "evasync", tmp_path, venv.env) as port:
+        go_fishing(port)
+
+
 def test_a_game_that_is_not_installed_is_served_from_its_folder(tmp_path):
     """The console script has no current folder on its path; the server finds the game anyway."""
     project = tmp_path / "mygame"

@@ -58,11 +58,17 @@ def check_password(password: str, stored: str) -> bool:
 _DUMMY = hash_password("not a real password")
 
 
+def typeclass_package(path: str) -> str:
+    """The top-level package of a typeclass path: naming a typeclass to the server trusts it
+    (the store may then name its functions, typeclasses and command sets)."""
+    return path.strip().split(":")[0].split(".")[0]
+
+
 def check_typeclass(path: str) -> str | None:
     """Why ``path`` (``"package.module:Class"``) cannot be the typeclass of new characters, or
     None if it can."""
     try:
-        cls = _codec.resolve_name(path)
+        cls = _codec.resolve_name(path, _codec.Trust([typeclass_package(path)]))
     except LookupError as exc:
         return (f"the character typeclass {path!r} cannot be used: {exc}. Install your game "
                 "into this Python environment (pip install -e path/to/game) or start the "

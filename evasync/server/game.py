@@ -23,7 +23,8 @@ from twisted.protocols import amp
 from ..errors import StoreError
 from ..runtime import Runtime, set_runtime
 from ..store import Store
-from .accounts import CHARACTER_TYPECLASS, MIN_PASSWORD, Accounts, check_name
+from .accounts import (CHARACTER_TYPECLASS, MIN_PASSWORD, Accounts, check_name,
+                       typeclass_package)
 from .clock import ScaledClock
 from .logs import start_logging
 from .protocol import EXIT_BAD_STORE, Hello, Outbox, Reload, Shutdown, ToGame, ToPortal
@@ -331,7 +332,8 @@ async def _run(reactor: Any, options: argparse.Namespace) -> None:
     # The portal decides when this process stops; Ctrl-C in a terminal reaches both processes.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     clock = reactor if options.speed == 1 else ScaledClock(reactor, options.speed)
-    runtime = Runtime(clock=clock, db_path=options.db)
+    runtime = Runtime(clock=clock, db_path=options.db,
+                      trusted=[typeclass_package(options.typeclass)])
     set_runtime(runtime)
     game = Game(runtime, options.typeclass)
     reactor.addSystemEventTrigger("before", "shutdown", game.shutdown, "the process is stopping")
