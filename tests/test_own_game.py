@@ -187,7 +187,8 @@ def test_a_game_that_is_not_installed_is_served_from_its_folder(tmp_path):
 def test_a_typeclass_that_does_not_import_is_refused_before_anything_starts(tmp_path):
     done = subprocess.run(
         [Path(sys.executable).parent / "evasync", "start", "--typeclass",
-         "mygame.characterz:Character", "--db", tmp_path / "game.db"], cwd=tmp_path, capture_output=True, text=True, timeout=60)
+         "mygame.characterz:Character", "--db", tmp_path / "game.db"],
+        cwd=tmp_path, capture_output=True, text=True, timeout=60)
     assert done.returncode == 2
     assert "'mygame.characterz:Character' cannot be used" in done.stderr
     assert "pip install -e path/to/game" in done.stderr
