@@ -25,6 +25,9 @@ from evasync.testing import VirtualRuntime
 from evasync.transcript import TranscriptParser
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
+# The example game is a project of its own: tests/test_own_game.py installs it in a fresh
+# virtual environment and runs its tests and pages there, with its own conftest.py.
+collect_ignore = ["examples"]
 RUN_LANGUAGES = {"python", "console", "{transcript}"}
 CODE_DIRECTIVE = re.compile(r"^\{(?:code|code-block|sourcecode)\}\s*")
 

@@ -420,15 +420,17 @@ def run_async(to_execute: Callable[..., Any], *args: Any,
     Cancelling the Deferred drops the call: not yet started, it never starts; started, its outcome
     is ignored; neither ``at_return`` nor ``at_err`` is called. A reload or close of the runtime,
     and the reactor's shutdown, drop every unfinished call the same way, their Deferreds failing
-    with ``CancelledError`` (not reported when nothing waits on them); the pools are shut down
-    without waiting for running calls, so stopping the server never hangs on them.
+    with :class:`~twisted.internet.defer.CancelledError` (not reported when nothing waits on
+    them); the pools are shut down without waiting for running calls, so stopping the server
+    never hangs on them.
 
     Args:
         to_execute: The function to run.
         *args: Positional arguments for ``to_execute``.
         at_return: Called in the reactor thread with the result.
         at_return_kwargs: Extra keyword arguments for ``at_return``.
-        at_err: Called in the reactor thread with the ``Failure`` if ``to_execute`` raised.
+        at_err: Called in the reactor thread with the :class:`~twisted.python.failure.Failure`
+            if ``to_execute`` raised.
         at_err_kwargs: Extra keyword arguments for ``at_err``.
         executor: Where ``to_execute`` runs:
 
@@ -443,12 +445,16 @@ def run_async(to_execute: Callable[..., Any], *args: Any,
               Evennia's documentation page describes (its code uses a thread), kept for
               comparison and for short work. It may return
               a Deferred or be a coroutine function; its outcome is then awaited.
-            * any ``concurrent.futures.Executor``: for example ``Client.get_executor()`` of a
-              Dask distributed cluster. evasync does not shut it down.
+            * any :class:`concurrent.futures.Executor`: for example ``Client.get_executor()``
+              of a Dask distributed cluster. evasync does not shut it down. Dask's executor
+              submits with ``pure=True`` unless told otherwise: identical calls (the same
+              function with the same arguments) run once and share the result. For work with
+              side effects, use ``client.get_executor(pure=False)``.
         **kwargs: Keyword arguments for ``to_execute``.
 
     Returns:
-        A Deferred that fires in the reactor thread as described above.
+        A :class:`~twisted.internet.defer.Deferred` that fires in the reactor thread as
+        described above.
 
     Raises:
         TypeError: ``to_execute``, ``at_return`` or ``at_err`` is not callable, a ``*_kwargs``

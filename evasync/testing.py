@@ -110,7 +110,7 @@ class VirtualRuntime(Runtime):
         processes hand back with ``callFromThread`` are delivered; virtual time does not move.
 
         Returns:
-            The Deferred's result (a ``Failure`` if it failed).
+            The Deferred's result (a :class:`~twisted.python.failure.Failure` if it failed).
 
         Raises:
             TimeoutError: if ``deferred`` has not fired within ``timeout`` seconds.

@@ -46,7 +46,7 @@ def _describe(state: dict) -> str:
 
 
 def start(host: str, port: int, db: str | None, foreground: bool, speed: float = 1.0,
-          console: bool = True) -> int:
+          console: bool = True, typeclass: str | None = None) -> int:
     """Start the server: in this process (``foreground``) or as a daemon, once it is ready."""
     rundir = RunDir(db)
     running = rundir.pid()
@@ -56,10 +56,12 @@ def start(host: str, port: int, db: str | None, foreground: bool, speed: float =
     if foreground:
         from .portal import run
 
-        return run(host, port, rundir.db, speed, console)
+        return run(host, port, rundir.db, speed, console, typeclass)
     rundir.create()
     args = [sys.executable, "-m", "evasync", "start", "--foreground", "--quiet", "--host", host,
             "--port", str(port), "--speed", repr(speed), "--db", rundir.db]
+    if typeclass:
+        args += ["--typeclass", typeclass]
     with open(rundir.logfile, "a") as logfile:  # anything printed before logging starts
         child = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=logfile,
                                  stderr=subprocess.STDOUT, start_new_session=True)
