@@ -12,8 +12,11 @@ module), which starts empty: whatever a block uses, an earlier block of the page
   Python's interactive interpreter runs pasted code: expression values are echoed and an
   exception is printed as a traceback and does not stop the next statement. The output is
   reported, for the caller to compare with the output the page shows.
-- ``pytest``: a block the page tells the reader to save as a test file: it is saved under that
-  name here and run with pytest.
+- ``file``: a block the page tells the reader to save under a name (its caption): it is saved
+  under that name here, folders made as needed.
+- ``pytest``: after a page whose saved files include tests (``test_*.py``) or a
+  ``conftest.py``: pytest runs in this folder, as the pages tell the reader to, with the folder
+  importable (the reader's game package is in it).
 - ``transcript``: a play session (no copy button) is played with :func:`evasync.transcript.check`.
 
 While the blocks run, every call of a function whose name is in the plan's ``names`` is noted
@@ -28,6 +31,7 @@ import contextlib
 import io
 import json
 import linecache
+import pathlib
 import sys
 import threading
 import traceback
@@ -55,14 +59,19 @@ def _run_session(code: str, filename: str, namespace: dict) -> list[list[int]]:
     return raised
 
 
-def _run_pytest(code: str, filename: str) -> None:
+def _save(code: str, filename: str) -> None:
+    path = pathlib.Path(filename)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(code + "\n", encoding="utf-8")
+
+
+def _run_pytest(folder: str) -> None:
     import pytest
 
-    with open(filename, "w", encoding="utf-8") as file:
-        file.write(code + "\n")
-    exit_code = pytest.main(["-q", "-p", "no:cacheprovider", filename])
+    sys.path.insert(0, folder)
+    exit_code = pytest.main(["-q", "-p", "no:cacheprovider", "--rootdir", folder, folder])
     if exit_code != 0:
-        raise AssertionError(f"pytest {filename} exited with {int(exit_code)}")
+        raise AssertionError(f"pytest in {folder} exited with {int(exit_code)}")
 
 
 def _play(block: dict) -> None:
@@ -104,8 +113,10 @@ def main(plan_path: str, report_path: str) -> None:
                              namespace)
                     elif block["kind"] == "session":
                         result["raised"] = _run_session(block["code"], filename, namespace)
+                    elif block["kind"] == "file":
+                        _save(block["code"], filename)
                     elif block["kind"] == "pytest":
-                        _run_pytest(block["code"], filename)
+                        _run_pytest(filename)
                     elif block["kind"] == "transcript":
                         _play(block)
                     else:

@@ -36,11 +36,17 @@ import pytest
 from ._site import ROOT, Block, Site
 
 RUNNER = Path(__file__).with_name("_copy_runner.py")
+#: The site's pages: docs/ less what conf.py keeps out of it (the example game has its own docs,
+#: played in its own project by tests/test_own_game.py).
 PAGES = sorted(str(p.relative_to(ROOT / "docs").with_suffix("")) for p in (ROOT / "docs").rglob("*.md")
-               if not p.name.startswith("_"))
+               if not p.name.startswith("_") and p.relative_to(ROOT / "docs").parts[0] != "examples")
 #: Blocks marked as fragments, site-wide. Raise it only for a block that cannot be whole.
 FRAGMENTS_ALLOWED = 0
-TEST_FILE = re.compile(r"^test_\w*\.py$")
+#: A caption that names a file (``test_swing.py``, ``mygame/commands.py``, ``pyproject.toml``): the
+#: page tells the reader to save the block under that name, and so does this test.
+FILE_CAPTION = re.compile(r"^[\w.-]+(?:/[\w.-]+)*\.(?:py|toml|md|cfg|ini|txt)$")
+#: Saved files that pytest runs once the page's blocks are all saved, as the pages say to.
+PYTEST_FILE = re.compile(r"(?:^|/)(?:test_\w*\.py|conftest\.py)$")
 
 
 def _functions(code: str) -> list[tuple[str, int, tuple[str, str]]]:
@@ -96,22 +102,28 @@ def _plan(blocks: list[Block], workdir: Path) -> tuple[list[dict], list[str]]:
             continue
         elif block.language == "console":
             problems.extend(_check_console(block))
+        elif FILE_CAPTION.match(block.caption):
+            planned.append({**entry, "kind": "file", "code": block.copied,
+                            "filename": str(workdir / block.caption)})
         elif not block.is_python:
             problems.append(f"{block.where}: a {block.language} block has a copy button, and "
                             "this test does not know how to run what it copies")
-        elif TEST_FILE.match(block.caption):
-            planned.append({**entry, "kind": "pytest", "code": block.copied,
-                            "filename": str(workdir / block.caption)})
         else:
             planned.append({**entry, "kind": "session" if block.is_session else "script",
                             "code": block.copied})
+    saved = [step["filename"] for step in planned if step["kind"] == "file"]
+    if any(PYTEST_FILE.search(name) for name in saved):
+        planned.append({"where": f"{blocks[0].page}: the files it shows", "kind": "pytest",
+                        "filename": str(workdir), "code": ""})
     return planned, problems
 
 
 def _run(docname: str, planned: list[dict], tmp_path: Path) -> dict:
     workdir, tmpdir = tmp_path / "work", tmp_path / "tmp"
     tmpdir.mkdir(exist_ok=True)
-    names = sorted({name.rsplit(".", 1)[-1] for step in planned if step["kind"] != "transcript"
+    names = sorted({name.rsplit(".", 1)[-1] for step in planned
+                    if step["kind"] not in ("transcript", "pytest")
+                    and (step["kind"] != "file" or step["filename"].endswith(".py"))
                     for name, _, _ in _functions(step["code"])})
     plan = {"module": "page_" + re.sub(r"\W", "_", docname), "names": names,
             "blocks": [{k: v for k, v in step.items() if k != "block"} for step in planned]}
@@ -127,7 +139,8 @@ def _run(docname: str, planned: list[dict], tmp_path: Path) -> dict:
 
 
 def _unrun_functions(planned: list[dict], report: dict) -> list[str]:
-    sources = {step["filename"]: step["code"] for step in planned if step["kind"] != "transcript"}
+    sources = {step["filename"]: step["code"] for step in planned
+               if step["kind"] not in ("transcript", "pytest")}
     ran = set()
     parsed: dict[str, list] = {}
     for filename, line, name in report["ran"]:
@@ -140,7 +153,8 @@ def _unrun_functions(planned: list[dict], report: dict) -> list[str]:
                    if first == line and qualname.rsplit(".", 1)[-1] == name)
     problems = []
     for step, result in zip(planned, report["blocks"]):
-        if step["kind"] == "transcript":
+        if step["kind"] in ("transcript", "pytest") or not step["filename"].endswith(".py") \
+                and step["kind"] == "file":
             continue
         for qualname, first, key in _functions(step["code"]):
             if any(start <= first <= end for start, end in result["raised"]):
