@@ -261,8 +261,9 @@ class ProcessPlayer:
         while b"\n" not in self._buffer:
             left = deadline - time.monotonic()
             if left <= 0:
-                self.close()
-                raise TranscriptError(self._died("did not answer in time"))
+                message = self._died("did not answer in time")
+                self.close(wait=0)
+                raise TranscriptError(message)
             ready, _, _ = select.select([process.stdout], [], [], min(left, 1.0))
             if ready:
                 chunk = os.read(process.stdout.fileno(), 65536)
@@ -279,14 +280,14 @@ class ProcessPlayer:
             tail = self._stderr.read().decode(errors="replace")[-4000:]
         return f"the {self.name} player {' '.join(self.argv)} {what}; its last words:\n{tail}"
 
-    def close(self) -> None:
-        """Ask the process to exit (and end it if it does not, within 30 seconds)."""
+    def close(self, wait: float = 30.0) -> None:
+        """Ask the process to exit, and end it if it has not within ``wait`` seconds."""
         process, self._process = self._process, None
         if process is None:
             return
         try:
             process.stdin.close()
-            process.wait(timeout=30)
+            process.wait(timeout=wait)
         except (OSError, subprocess.TimeoutExpired):
             process.kill()
             process.wait()

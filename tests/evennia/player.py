@@ -205,7 +205,9 @@ class Game:
         from twisted.internet.task import Clock
 
         clock = Clock()
-        clock.advance(time.time())  # timestamps look like a live server's
+        # Timestamps like a live server's, in whole seconds so that the difference of two of
+        # them after whole virtual seconds is exact (as on evasync's virtual clock).
+        clock.advance(int(time.time()))
         self.tasks.clock = clock
 
     def show(self, who: str, text) -> None:
@@ -292,8 +294,10 @@ class Game:
             for character in characters.values():
                 character.delete()
         log = list(self.log.lines)
+        played = {path.rpartition(".")[0] for path in request["cmdsets"]}
         for module, names in _PortingLoader.dropped.items():
-            log.append(f"(ported {module} without {', '.join(names)}: Evennia has no such name)")
+            if module in played:
+                log.append(f"(ported {module} without {', '.join(names)}: not in Evennia)")
         return {"seen": seen, "log": log}
 
 
