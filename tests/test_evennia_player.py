@@ -178,3 +178,33 @@ def test_an_evennia_reload_drops_what_lives_in_memory_and_keeps_persistent_tasks
         You find your footing again.
         Your tea is ready!
         """.replace("\n        ", "\n"), [DURATION], player=evennia)
+
+
+def test_blocks_marked_evasync_only_are_left_out_for_another_player(tmp_path, stand_in):
+    from sybil import Sybil
+
+    from evasync.transcript import TranscriptParser
+
+    page = tmp_path / "page.md"
+    page.write_text(textwrap.dedent(f"""\
+        ```{{transcript}}
+        :cmdset: {DURATION}
+
+        > wait
+        saw wait
+        ```
+
+        ```{{transcript}}
+        :cmdset: {DURATION}
+        :evasync-only:
+
+        > wait
+        You start counting to ten...
+        ```
+        """))
+    elsewhere = list(Sybil([TranscriptParser(player=stand_in)], path=str(tmp_path)).parse(page))
+    here = list(Sybil([TranscriptParser()], path=str(tmp_path)).parse(page))
+    assert [example.line for example in elsewhere] == [1]
+    assert [example.line for example in here] == [1, 8]
+    elsewhere[0].evaluate()          # played by the stand-in, which "saw wait"
+    here[1].evaluate()               # the evasync-only block still runs on evasync
