@@ -77,16 +77,13 @@ def execute_cmd(caller: "DefaultObject", raw_string: str, session: Any = None) -
     except Exception:
         _report(cmd, Failure())
         return defer.succeed(None)
-    if inspect.isgenerator(result):
-        done = driver.run(result, caller)
-    elif isinstance(result, defer.Deferred):  # upstream commands may return one: wait for it
-        done = result
-    else:
-        _post(cmd)
-        return defer.succeed(None)
-    done.addCallback(lambda _: _post(cmd))
-    done.addErrback(_failed, cmd)
-    return done
+    then = (lambda _: _post(cmd), lambda failure: _failed(failure, cmd))
+    if inspect.isgenerator(result) or inspect.iscoroutine(result):
+        return driver.run(result, caller, then)
+    if isinstance(result, defer.Deferred):  # upstream commands may return one: wait for it
+        return result.addCallbacks(*then)
+    _post(cmd)
+    return defer.succeed(None)
 
 
 def _post(cmd: Command) -> None:
