@@ -6,11 +6,9 @@ Used by ``test_evennia_taskhandler.py``; what each piece stands in for is said t
 from __future__ import annotations
 
 import unittest
-from datetime import datetime
 from typing import Any
 
-from evasync import TASK_HANDLER as _EVASYNC_TASK_HANDLER
-from evasync import create_object, get_object, get_runtime
+from evasync import create_object, get_object
 from evasync.testing import VirtualRuntime
 
 
@@ -45,46 +43,6 @@ class ObjectDB:
     """``ObjectDB.objects.object_search("#N")``: the object with that dbref, in a list."""
 
     objects = _Objects()
-
-
-class _EvenniaView:
-    """Evennia's ``TASK_HANDLER`` as its tests look inside it, over evasync's.
-
-    Everything is evasync's ``TASK_HANDLER`` except three internals of Evennia's handler:
-    ``tasks`` (the ids it holds in memory), ``to_save`` (the ids of stored tasks) and ``_now``
-    (the time its stale-task cleanup takes for now). evasync has one clock, so setting ``_now``
-    to *now + N seconds* lets N seconds pass on it.
-    """
-
-    @property
-    def tasks(self) -> set[int]:
-        return {task.get_id() for task in _EVASYNC_TASK_HANDLER.all()}
-
-    @property
-    def to_save(self) -> set[int]:
-        return {row[0] for row in get_runtime().store.tasks()}
-
-    @property
-    def _now(self) -> bool:
-        return False  # Evennia's "not set"
-
-    @_now.setter
-    def _now(self, value: datetime) -> None:
-        seconds = (value - datetime.now()).total_seconds()
-        if seconds > 0:
-            _EVASYNC_TASK_HANDLER.clock.advance(seconds)
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(_EVASYNC_TASK_HANDLER, name)
-
-    def __setattr__(self, name: str, value: Any) -> None:
-        if name == "_now":
-            object.__setattr__(self, name, value)
-        else:
-            setattr(_EVASYNC_TASK_HANDLER, name, value)
-
-
-TASK_HANDLER = _EvenniaView()
 
 
 class DocumentedDifference(AssertionError):

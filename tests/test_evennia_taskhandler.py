@@ -9,23 +9,17 @@ on PyPI:
 
 The test bodies and every assertion are upstream's, unchanged. Exactly this was changed:
 
-1. Imports. ``from evennia.scripts.taskhandler import TASK_HANDLER`` (both classes, and the lazy
-   import in ``TestDelay.setUp``) became an import from ``tests._evennia_harness``: in
-   ``TestTaskHandlerTask`` evasync's own ``TASK_HANDLER``, in ``TestDelay`` the view described
-   in 3. ``from evennia.utils import utils`` became ``import evasync as utils`` (the tests use
-   ``utils.delay`` only). ``ObjectDB`` inside ``dummy_func`` comes from the harness (2.).
-   ``TestCase`` and ``BaseEvenniaTest`` come from the harness; ``mock`` from ``unittest``
-   (upstream's ``import mock`` is the same library).
+1. Imports. ``TASK_HANDLER`` (both classes, and the lazy import in ``TestDelay.setUp``) is
+   evasync's, including the internals ``TestDelay`` looks at (``tasks``, ``to_save``, ``_now``,
+   which evasync's handler provides for these tests). ``from evennia.utils import utils``
+   became ``import evasync as utils`` (the tests use ``utils.delay`` only). ``ObjectDB`` inside
+   ``dummy_func``, ``TestCase`` and ``BaseEvenniaTest`` come from ``tests._evennia_harness``;
+   ``mock`` from ``unittest`` (upstream's ``import mock`` is the same library).
 2. Harness. Each test runs in a fresh ``VirtualRuntime`` (upstream: a fresh test database),
    closed in a cleanup after the test's own ``tearDown``. ``BaseEvenniaTest`` provides
    ``self.char1``, a stored character; ``ObjectDB.objects.object_search("#N")`` returns that
    object in a list.
-3. ``TestDelay`` looks inside Evennia's handler: ``_TASK_HANDLER.tasks`` (ids held in memory),
-   ``_TASK_HANDLER.to_save`` (ids stored) and ``_TASK_HANDLER._now`` (the time the stale-task
-   cleanup takes for now). The harness's view answers the first two from evasync's handler and
-   its store; evasync has one clock for everything, so setting ``_now`` to now + N seconds lets
-   N seconds pass on that clock. Everything else is evasync's ``TASK_HANDLER``.
-4. ``test_stale_reference_after_id_reuse`` asserts that a new task gets the id of one that ran.
+3. ``test_stale_reference_after_id_reuse`` asserts that a new task gets the id of one that ran.
    evasync never reuses ids (a deliberate difference: Evennia's reuse let an old handle act on
    an unrelated new task, which 6.x then guarded against). The test is kept, marked with
    ``documented_difference``: it passes only if it fails at exactly that assertion;
@@ -142,8 +136,7 @@ class TestDelay(BaseEvenniaTest):
         self.timedelay = 5
         global _TASK_HANDLER
         if _TASK_HANDLER is None:
-            # was: from evennia.scripts.taskhandler import TASK_HANDLER as _TASK_HANDLER
-            from tests._evennia_harness import TASK_HANDLER as _TASK_HANDLER
+            from evasync import TASK_HANDLER as _TASK_HANDLER  # was: from evennia.scripts...
         _TASK_HANDLER.clock = task.Clock()
         self.char1.ndb.dummy_var = False
 

@@ -114,6 +114,16 @@ def main(argv: list[str]) -> int:
 
     facts["@interactive yields a list"] = _outcome(lambda: bad_yield(hero))
 
+    ran = []
+
+    @interactive
+    async def coroutine(caller):
+        ran.append(caller.key)
+
+    returned = coroutine(hero)
+    facts["@interactive async def: returns, and ran"] = [type(returned).__name__, ran]
+    returned.close()
+
     answers_seen = []
 
     @interactive
