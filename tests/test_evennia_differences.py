@@ -183,6 +183,16 @@ def test_run_async_takes_executor_and_returns_a_deferred(rt, evennia):
     assert rt.wait_for(done, timeout=60) == got[0] == count_constellations(3, stars=50)
 
 
+def test_the_offloading_howto_stargazes_on_evennia_and_only_chart_needs_evasync(evennia):
+    pairs = count_constellations(3, stars=50)
+    assert evennia["stargaze 3 = 50 heard"] == [
+        "You lie back and start counting the stars ...",
+        f"You make out {pairs} constellation lines in the sky."]
+    assert evennia["chart 3 = 50 heard"] == [
+        "You lie back and start counting the stars ...",
+        "You lose count: count_constellations() got an unexpected keyword argument 'executor'"]
+
+
 def test_the_portable_way_to_a_worker_process_works_here_too(rt):
     with concurrent.futures.ProcessPoolExecutor(max_workers=1) as pool:
         got = []

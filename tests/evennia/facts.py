@@ -147,6 +147,20 @@ def main(argv: list[str]) -> int:
         reactor.iterate(0.01)
     facts["run_async(f, 1, executor='process') calls f with"] = (
         [list(got[0][1]), got[0][2]] if got else None)
+
+    # The offloading howto, ported: stargaze runs (in a thread); chart's executor= reaches
+    # count_constellations.
+    heard = []
+    hero.msg = lambda text=None, *args, **kwargs: heard.append(text)
+    hero.cmdset.add("howtos.offload.OffloadCmdSet")
+    reactor.getThreadPool().start()
+    for command in ("stargaze 3 = 50", "chart 3 = 50"):
+        heard.clear()
+        hero.execute_cmd(command)
+        deadline = time.monotonic() + 60
+        while len(heard) < 2 and time.monotonic() < deadline:
+            reactor.iterate(0.01)
+        facts[f"{command} heard"] = list(heard)
     reactor.getThreadPool().stop()
 
     answers.write(json.dumps(facts) + "\n")
