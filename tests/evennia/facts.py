@@ -15,6 +15,7 @@ import json
 import os
 import shutil
 import sys
+import tempfile
 import time
 
 import player  # the transcript player beside this file: its game boot is reused
@@ -31,8 +32,19 @@ def main(argv: list[str]) -> int:
     template, repo = (os.path.abspath(path) for path in argv[1:3])
     answers = os.fdopen(os.dup(1), "w")
     os.dup2(2, 1)
-    workdir = player._boot(template, repo)
+    workdir = tempfile.mkdtemp(prefix="evasync-evennia-")
+    try:
+        player._boot(template, repo, workdir)
+        facts = observe()
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+    answers.write(json.dumps(facts) + "\n")
+    answers.flush()
+    os._exit(0)  # Evennia's threads and Django's connections need no orderly goodbye here
 
+
+def observe() -> dict:
+    """Each fact, observed on the Evennia booted in this process."""
     from evennia import DefaultRoom, create_object
     from evennia.scripts.taskhandler import TASK_HANDLER
     from evennia.utils.utils import delay, interactive, run_async
@@ -162,11 +174,7 @@ def main(argv: list[str]) -> int:
             reactor.iterate(0.01)
         facts[f"{command} heard"] = list(heard)
     reactor.getThreadPool().stop()
-
-    answers.write(json.dumps(facts) + "\n")
-    answers.flush()
-    shutil.rmtree(workdir, ignore_errors=True)
-    os._exit(0)  # Evennia's threads and Django's connections need no orderly goodbye here
+    return facts
 
 
 if __name__ == "__main__":

@@ -122,9 +122,8 @@ class _PortingFinder(importlib.abc.MetaPathFinder):
             submodule_search_locations=spec.submodule_search_locations)
 
 
-def _boot(template: str, repo: str) -> str:
-    """Copy the game, start Django and Evennia in this process; returns the game's copy."""
-    workdir = tempfile.mkdtemp(prefix="evasync-evennia-")
+def _boot(template: str, repo: str, workdir: str) -> None:
+    """Copy the game into ``workdir`` and start Django and Evennia on it, in this process."""
     game = os.path.join(workdir, "game")
     shutil.copytree(template, game, ignore=shutil.ignore_patterns("__pycache__", "logs"))
     os.makedirs(os.path.join(game, "server", "logs"), exist_ok=True)
@@ -140,7 +139,6 @@ def _boot(template: str, repo: str) -> str:
     import evennia
 
     evennia._init()
-    return workdir
 
 
 class _Log:
@@ -308,8 +306,9 @@ def main(argv: list[str]) -> int:
     template, repo = (os.path.abspath(path) for path in argv[1:])
     answers = os.fdopen(os.dup(1), "w")
     os.dup2(2, 1)  # whatever Evennia prints must not get into the answers
-    workdir = _boot(template, repo)
+    workdir = tempfile.mkdtemp(prefix="evasync-evennia-")
     try:
+        _boot(template, repo, workdir)
         game = Game()
         for line in sys.stdin:
             if not line.strip():
