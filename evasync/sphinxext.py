@@ -32,11 +32,15 @@ class TranscriptLexer(RegexLexer):
 
 
 class TranscriptDirective(Directive):
-    """``{transcript}``: a play session, rendered as a console block (and run by Sybil)."""
+    """``{transcript}``: a play session, rendered as a console block (and run by Sybil).
+
+    The flag ``:evasync-only:`` marks a session that shows what only evasync does; its caption
+    says so. Every other session is portable: the suite plays it on Evennia too.
+    """
 
     has_content = True
     option_spec = {"cmdset": directives.unchanged_required, "typeclass": directives.unchanged,
-                   "caption": directives.unchanged}
+                   "caption": directives.unchanged, "evasync-only": directives.flag}
 
     def run(self) -> list[nodes.Node]:
         text = "\n".join(self.content)
@@ -45,6 +49,8 @@ class TranscriptDirective(Directive):
         block["cmdset"] = self.options.get("cmdset", "")
         block["typeclass"] = self.options.get("typeclass", "")
         caption = self.options.get("caption")
+        if "evasync-only" in self.options:
+            caption = f"evasync only: {caption}" if caption else "evasync only"
         if not caption:
             return [block]
         container = nodes.container("", literal_block=True, classes=["literal-block-wrapper"])
