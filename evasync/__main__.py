@@ -9,7 +9,7 @@ import sys
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="evasync", description="Run the evasync demo server (telnet, several players).")
+        prog="evasync", description="Run the evasync demo server (telnet and a web client, several players).")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     def command(name: str, help: str) -> argparse.ArgumentParser:
@@ -23,6 +23,13 @@ def main(argv: list[str] | None = None) -> int:
                        "(default 127.0.0.1)")
     start.add_argument("--port", type=int, default=4000, help="telnet port (default 4000; "
                        "0 picks a free one, shown by 'evasync status')")
+    start.add_argument("--web-host", metavar="HOST", help="address the web client listens on "
+                       "(default: the same as --host)")
+    start.add_argument("--web-port", type=int, metavar="PORT",
+                       help="the web client's port: open http://HOST:PORT/ in a browser to play "
+                            "(default: the telnet port plus one, 4001; a free one, shown by "
+                            "'evasync status', if either is 0)")
+    start.add_argument("--no-web", action="store_true", help="serve no web client")
     start.add_argument("--foreground", action="store_true",
                        help="stay attached to the terminal, logging to it too (Ctrl-C stops)")
     start.add_argument("--speed", type=float, default=1.0,
@@ -50,9 +57,16 @@ def main(argv: list[str] | None = None) -> int:
             problem = check_typeclass(options.typeclass)
             if problem:
                 parser.error(problem)
+        web_port = options.web_port
+        if web_port is None:
+            web_port = options.port + 1 if options.port else 0
+        if not options.no_web and not 0 <= web_port <= 65535:
+            parser.error(f"the web client's port must be 0 to 65535, not {web_port} "
+                         "(give --web-port, or --no-web)")
+        web = None if options.no_web else (options.web_host or options.host, web_port)
         return control.start(options.host, options.port, options.db, options.foreground,
                              options.speed, console=not options.quiet,
-                             typeclass=options.typeclass)
+                             typeclass=options.typeclass, web=web)
     return getattr(control, options.command)(options.db)
 
 

@@ -45,8 +45,10 @@ def wait_for(condition, timeout: float = TIMEOUT, what: str = "condition"):
 class Server:
     """``evasync start --foreground`` in a subprocess, for one store in ``folder``."""
 
-    def __init__(self, folder: Path, speed: float = SPEED) -> None:
+    def __init__(self, folder: Path, speed: float = SPEED, port: int = 0,
+                 web_port: int = 0) -> None:
         self.folder = folder
+        self.ports = ["--port", str(port), "--web-port", str(web_port)]
         self.db = folder / "evasync.db"
         self.rundir = RunDir(self.db)
         self.speed = speed
@@ -55,7 +57,7 @@ class Server:
     def start(self) -> "Server":
         self.output = open(self.folder / "server.out", "ab")
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "evasync", "start", "--foreground", "--quiet", "--port", "0",
+            [sys.executable, "-m", "evasync", "start", "--foreground", "--quiet", *self.ports,
              "--speed", str(self.speed), "--db", str(self.db)],
             stdin=subprocess.DEVNULL, stdout=self.output, stderr=subprocess.STDOUT, cwd=ROOT)
         self.wait_ready(generation=1)
@@ -78,6 +80,11 @@ class Server:
     @property
     def port(self) -> int:
         return self.state()["port"]
+
+    @property
+    def web(self) -> str:
+        """The web client's address (``http://127.0.0.1:PORT/``)."""
+        return self.state()["web"]
 
     @property
     def game_pid(self) -> int:

@@ -41,13 +41,18 @@ def _tail(path: str, lines: int = 15) -> str:
 
 
 def _describe(state: dict) -> str:
-    return (f"telnet {state.get('host')}:{state.get('port')}, portal pid {state.get('pid')}, "
+    web = f", web client {state['web']}" if state.get("web") else ""
+    return (f"telnet {state.get('host')}:{state.get('port')}{web}, portal pid {state.get('pid')}, "
             f"game pid {state.get('game_pid')}; log {state.get('log')}")
 
 
 def start(host: str, port: int, db: str | None, foreground: bool, speed: float = 1.0,
-          console: bool = True, typeclass: str | None = None) -> int:
-    """Start the server: in this process (``foreground``) or as a daemon, once it is ready."""
+          console: bool = True, typeclass: str | None = None,
+          web: tuple[str, int] | None = None) -> int:
+    """Start the server: in this process (``foreground``) or as a daemon, once it is ready.
+
+    ``web`` is the web client's ``(host, port)``, or None for none.
+    """
     rundir = RunDir(db)
     running = rundir.pid()
     if running is not None:
@@ -56,12 +61,13 @@ def start(host: str, port: int, db: str | None, foreground: bool, speed: float =
     if foreground:
         from .portal import run
 
-        return run(host, port, rundir.db, speed, console, typeclass)
+        return run(host, port, rundir.db, speed, console, typeclass, web)
     rundir.create()
     args = [sys.executable, "-m", "evasync", "start", "--foreground", "--quiet", "--host", host,
             "--port", str(port), "--speed", repr(speed), "--db", rundir.db]
     if typeclass:
         args += ["--typeclass", typeclass]
+    args += ["--no-web"] if web is None else ["--web-host", web[0], "--web-port", str(web[1])]
     with open(rundir.logfile, "a") as logfile:  # anything printed before logging starts
         child = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=logfile,
                                  stderr=subprocess.STDOUT, start_new_session=True)

@@ -1,7 +1,8 @@
 """The portal: the process that holds the players' connections and outlives the game process.
 
-It listens for telnet on the game's address and for the game process on a unix socket, starts
-the game process (``python -m evasync.server.game``) and starts it again:
+It listens for telnet on the game's address, for browsers on the web client's (see :mod:`.web`)
+and for the game process on a unix socket, starts the game process
+(``python -m evasync.server.game``) and starts it again:
 
 * on a **reload** (the ``reload`` command, ``evasync reload`` or SIGHUP): everyone is told, the
   game process is asked to :class:`~evasync.server.protocol.Shutdown` (it closes its runtime:
@@ -30,6 +31,7 @@ from .logs import relay, start_logging
 from .protocol import EXIT_BAD_STORE, Hello, Outbox, Reload, Shutdown, ToGame, ToPortal
 from .rundir import RunDir
 from .telnet import TelnetSession, TelnetTransport
+from .web import WebSession, site as web_site
 
 log = Logger(namespace="evasync.server.portal")
 
@@ -116,27 +118,32 @@ class Portal:
         speed: Game time speed factor given to the game process (1: real time).
         typeclass: The typeclass of new characters, given to the game process (None: the
             demo's).
+        web: The web client's address, ``(host, port)`` (port 0: any free port, written to the
+            state file), or None for no web client.
     """
 
     def __init__(self, reactor: Any, rundir: RunDir, host: str, port: int,
-                 speed: float = 1.0, typeclass: str | None = None) -> None:
+                 speed: float = 1.0, typeclass: str | None = None,
+                 web: tuple[str, int] | None = None) -> None:
+        #: Called whenever :attr:`phase` changes (the web client shows the game's state).
+        self.phase_watchers: list[Any] = []
         self.reactor = reactor
         self.rundir = rundir
         self.host = host
         self.port = port
         self.speed = speed
         self.typeclass = typeclass
-        self.sessions: dict[int, TelnetSession] = {}
+        self.web = web
+        self.sessions: dict[int, TelnetSession | WebSession] = {}
         self._next_sid = 1
         self.process: GameProcess | None = None
         self.link: PortalAMP | None = None
         self.outbox = Outbox(reactor, ToGame, lambda: self.link)
-        #: "starting" (waiting for Hello), "running", "stopping" (Shutdown sent) or "down".
+        self._reloading = False
         self.phase = "down"
         self.generation = 0
         self.stopping = False
         self.done: defer.Deferred = defer.Deferred()
-        self._reloading = False
         self._notice = ""
         self._waiters: list[defer.Deferred] = []
         self._crashes = 0
@@ -165,12 +172,18 @@ class Portal:
         port = self.reactor.listenTCP(self.port, telnet_factory, interface=self.host)
         self._listeners.append(port)
         self.port = port.getHost().port
+        if self.web is not None:
+            web_port = self.reactor.listenTCP(self.web[1], web_site(self), interface=self.web[0])
+            self._listeners.append(web_port)
+            self.web = (self.web[0], web_port.getHost().port)
         rundir.write_pid()
         self._write_state()
         self.reactor.addSystemEventTrigger("before", "shutdown", self._before_shutdown)
         signal.signal(signal.SIGHUP, lambda *_: self.reactor.callFromThread(self.reload))
         log.info("portal {pid} listening for telnet on {host}:{port}; store {db}",
                  pid=os.getpid(), host=self.host, port=self.port, db=rundir.db)
+        if self.web is not None:
+            log.info("web client on {url}", url=self.web_url)
         self.spawn_game()
 
     def _write_state(self) -> None:
@@ -179,8 +192,34 @@ class Portal:
             "log": self.rundir.logfile, "socket": self.rundir.socket, "speed": self.speed,
             "started": self._started, "ready": self.phase == "running",
             "game_pid": self.process.pid if self.process is not None else None,
-            "generation": self.generation, "typeclass": self.typeclass,
+            "generation": self.generation, "typeclass": self.typeclass, "web": self.web_url,
         })
+
+    @property
+    def web_url(self) -> str | None:
+        """The web client's address, or None if it is off."""
+        if self.web is None:
+            return None
+        host = self.web[0]
+        return f"http://{f'[{host}]' if ':' in host else host}:{self.web[1]}/"
+
+    # -- what the web client shows of the game's state -----------------------------------
+
+    @property
+    def phase(self) -> str:
+        """"starting" (waiting for Hello), "running", "stopping" (Shutdown sent) or "down"."""
+        return self._phase
+
+    @phase.setter
+    def phase(self, value: str) -> None:
+        self._phase = value
+        for watcher in self.phase_watchers:
+            watcher()
+
+    @property
+    def reloading(self) -> bool:
+        """True from a reload's start until the new game process is ready."""
+        return self._reloading
 
     def _before_shutdown(self) -> defer.Deferred:
         self.stopping = True
@@ -232,10 +271,10 @@ class Portal:
             raise amp.RemoteAmpError(b"UNEXPECTED", f"not expecting a game process {pid}")
         self._cancel_timer()
         self.link = link
-        self.phase = "running"
         self.generation += 1
         self._running_since = time.monotonic()
         self._reloading = False
+        self.phase = "running"
         table = [{"sid": s.sid, "address": s.address, "character_id": s.character_id,
                   "greeted": s.greeted} for s in self.sessions.values()]
         for session in self.sessions.values():
@@ -389,7 +428,7 @@ class Portal:
 
 
 def run(host: str, port: int, db: str | None, speed: float = 1.0, console: bool = True,
-        typeclass: str | None = None) -> int:
+        typeclass: str | None = None, web: tuple[str, int] | None = None) -> int:
     """Run the portal (and so the server) in this process until it is stopped.
 
     Returns:
@@ -410,7 +449,7 @@ def run(host: str, port: int, db: str | None, speed: float = 1.0, console: bool 
     portals: list[Portal] = []
 
     def main(reactor: Any) -> defer.Deferred:
-        portal = Portal(reactor, rundir, host, port, speed, typeclass)
+        portal = Portal(reactor, rundir, host, port, speed, typeclass, web)
         portals.append(portal)
         try:
             portal.start()

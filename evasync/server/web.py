@@ -1,0 +1,415 @@
+"""The web client: a page and a WebSocket on the portal, for players without a telnet client.
+
+:func:`site` makes the ``twisted.web`` site the portal listens with (``--web-port``, 4001 by
+default). It serves:
+
+* ``/``: the page, its script and its style sheet, plain files in ``webclient/`` beside this
+  module (no build step);
+* ``/ws``: the WebSocket (autobahn) the page plays on. Each connection is a :class:`WebSession`,
+  which the portal treats as it treats a telnet connection: same accounts, commands and limits,
+  and it stays connected through a reload.
+
+What goes over the WebSocket:
+
+* page to server: text messages, each one input line (a message holding several lines, a paste,
+  is several lines). A binary message closes the connection (code 1003), so do a message over
+  :data:`MAX_MESSAGE` bytes (1009) and invalid UTF-8 (1007). Lines then meet the telnet limits:
+  cut at :data:`~evasync.server.telnet.MAX_LINE` bytes, control characters dropped, at most
+  :data:`~evasync.server.telnet.RATE` a second after a burst (the rest wait, the socket is no
+  longer read, and beyond :data:`~evasync.server.telnet.QUEUE_MAX` waiting lines they are
+  dropped, the player being told).
+* server to page: JSON text messages, one object each: ``{"text": ...}`` output, with its line
+  endings (a message may end mid-line); ``{"game": state, "notice": ...}`` the game process's
+  state (``ready``, ``starting``, ``reloading``, ``restarting`` or ``stopping``) and what to tell
+  the player while it is not ready; ``{"player": name}`` the character logged in on the
+  connection ("" for none).
+
+The server closes the WebSocket with code 1000 when the player quits, :data:`STOPPING` when the
+server stops (the page reconnects, once the server is back), :data:`REFUSED` when the page sent
+a binary message and :data:`HUNG_UP` when the player was hung up on (the page does not
+reconnect after those). autobahn sends the standard codes for a broken protocol: 1007 (invalid
+UTF-8), 1009 (a message too big), 1002.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import deque
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
+
+from autobahn.twisted.resource import WebSocketResource
+from autobahn.twisted.websocket import (ConnectionDeny, WebSocketServerFactory,
+                                        WebSocketServerProtocol)
+from twisted.internet.interfaces import IPushProducer
+from twisted.logger import Logger
+from twisted.web import resource, server
+from zope.interface import implementer
+
+from .telnet import BACKLOG_MAX, BURST, MAX_LINE, QUEUE_MAX, RATE, clean
+
+if TYPE_CHECKING:
+    from .portal import Portal
+
+log = Logger(namespace="evasync.server.web")
+
+#: The page's files, served as they are.
+CLIENT = Path(__file__).resolve().parent / "webclient"
+ASSETS = {b"": ("index.html", "text/html"), b"client.js": ("client.js", "text/javascript"),
+          b"client.css": ("client.css", "text/css"),
+          b"favicon.svg": ("favicon.svg", "image/svg+xml")}
+#: Bytes in one WebSocket message (or frame) from the page: several lines of a paste.
+MAX_MESSAGE = 16_384
+#: Bytes of body an HTTP request may carry (the page sends none).
+MAX_BODY = 4096
+#: Seconds an HTTP connection may stay idle before it is closed (not the WebSocket's).
+HTTP_IDLE = 30
+#: Seconds between pings on a quiet WebSocket; a page that does not answer one in as many
+#: seconds is gone (a phone gone to sleep, a pulled cable) and its connection is closed.
+PING_EVERY = 30
+
+#: Only the page's own scripts, styles and WebSocket: player text can never become markup, and
+#: even if it did, nothing from elsewhere would run.
+SECURITY_HEADERS = {
+    b"Content-Security-Policy": b"default-src 'none'; script-src 'self'; style-src 'self'; "
+                                b"img-src 'self'; connect-src 'self'; base-uri 'none'; "
+                                b"form-action 'none'; frame-ancestors 'none'",
+    b"X-Content-Type-Options": b"nosniff",
+    b"Referrer-Policy": b"no-referrer",
+    b"Cache-Control": b"no-cache",
+}
+
+NOTICES = {
+    "ready": "",
+    "starting": "The game is starting; hold on ...",
+    "reloading": "The game is reloading; you stay connected.",
+    "restarting": "The game stopped unexpectedly and is being restarted; you stay connected.",
+    "stopping": "The server is shutting down.",
+}
+
+#: Close codes (those an application may send are 1000 and 3000 to 4999).
+QUIT, STOPPING, REFUSED, HUNG_UP = 1000, 4001, 4003, 4008
+
+
+def game_state(portal: "Portal") -> str:
+    """What the page says about the game process: a key of :data:`NOTICES`."""
+    if portal.phase == "running":
+        return "ready"
+    if portal.stopping:
+        return "stopping"
+    if portal.reloading:
+        return "reloading"
+    return "starting" if portal.generation == 0 else "restarting"
+
+
+def site(portal: "Portal") -> server.Site:
+    """The page and its WebSocket, as a site for the portal to listen with."""
+    factory = _WireFactory(portal)
+    root = resource.Resource()
+    for name, (filename, kind) in ASSETS.items():
+        root.putChild(name, _Asset(CLIENT / filename, kind))
+    root.putChild(b"ws", WebSocketResource(factory))
+    portal.phase_watchers.append(lambda: _announce(portal))
+    web = _Site(root, timeout=HTTP_IDLE)
+    web.requestFactory = _Request
+    return web
+
+
+def _announce(portal: "Portal") -> None:
+    for session in list(portal.sessions.values()):
+        if isinstance(session, WebSession):
+            session.show_state()
+
+
+class _Site(server.Site):
+    noisy = False
+
+    def log(self, request: Any) -> None:
+        """No access log: every page load would be a line in the game's log."""
+
+
+class _Request(server.Request):
+    """A request whose body, which the page never sends, is cut off at :data:`MAX_BODY`."""
+
+    _body = 0
+
+    def handleContentChunk(self, data: bytes) -> None:
+        self._body += len(data)
+        if self._body > MAX_BODY:
+            self.channel.transport.abortConnection()
+            return
+        super().handleContentChunk(data)
+
+
+class _Asset(resource.Resource):
+    """One of the page's files, read from disk on each request (it is small)."""
+
+    isLeaf = True
+
+    def __init__(self, path: Path, kind: str) -> None:
+        super().__init__()
+        self.path = path
+        self.kind = kind
+
+    def render_GET(self, request: server.Request) -> bytes:
+        request.setHeader(b"Content-Type", f"{self.kind}; charset=utf-8".encode())
+        for name, value in SECURITY_HEADERS.items():
+            request.setHeader(name, value)
+        return self.path.read_bytes()
+
+    def render_HEAD(self, request: server.Request) -> bytes:
+        return self.render_GET(request)
+
+
+class _WireFactory(WebSocketServerFactory):
+    def __init__(self, portal: "Portal") -> None:
+        super().__init__(reactor=portal.reactor)
+        self.portal = portal
+        self.protocol = _Wire
+        self.setProtocolOptions(
+            maxFramePayloadSize=MAX_MESSAGE, maxMessagePayloadSize=MAX_MESSAGE,
+            openHandshakeTimeout=10, closeHandshakeTimeout=5,
+            failByDrop=False,  # a broken protocol is told why (a close frame), then dropped
+            autoPingInterval=PING_EVERY, autoPingTimeout=PING_EVERY)
+        self.noisy = False
+
+
+class _Wire(WebSocketServerProtocol):
+    """The WebSocket of one page: frames in and out (autobahn's), for its :class:`WebSession`."""
+
+    factory: _WireFactory
+    session: "WebSession | None" = None
+
+    def onConnect(self, request: Any) -> None:
+        origin = request.headers.get("origin")
+        # A page from another site must not play (or make accounts) with the reader's browser.
+        if origin is not None and urlsplit(origin).netloc != request.headers.get("host"):
+            log.info("refused a WebSocket from a page of {origin}", origin=origin)
+            raise ConnectionDeny(403, "the game is played from its own page only")
+
+    def onOpen(self) -> None:
+        self.session = WebSession(self.factory.portal, self)
+        self.session.opened()
+
+    def onMessage(self, payload: bytes, isBinary: bool) -> None:
+        if self.session is None:
+            return
+        if isBinary:
+            self.session.close_wire(REFUSED, "send text messages, not binary ones")
+            return
+        self.session.received(payload)
+
+    def onClose(self, wasClean: bool, code: int | None, reason: str | None) -> None:
+        if self.session is not None:
+            self.session.lost()
+
+
+@implementer(IPushProducer)
+class WebSession:
+    """One player's page. The portal knows it by ``sid``, as it knows a telnet connection.
+
+    Attributes:
+        sid: The portal's id for the connection (unique in the portal's lifetime).
+        address: The peer, as ``host:port``.
+        host: The peer's address alone.
+        character_id: The character logged in on it (set by the portal), or None.
+        greeted: True once the game has been told of the connection.
+        held: Input lines kept while no game process is connected.
+    """
+
+    def __init__(self, portal: "Portal", wire: _Wire) -> None:
+        self.portal = portal
+        self.wire = wire
+        self.sid = 0
+        self.address = ""
+        self.host = ""
+        self.character_id: int | None = None
+        self._name = ""
+        self.greeted = False
+        self.held: deque[str] = deque()
+        self.held_dropped = False
+        self._open = False
+        self._backlog: int | None = None  # bytes written since the socket's buffer filled up
+        self._shown_state: str | None = None
+        self._lines = _PacedLines(self)
+
+    def __repr__(self) -> str:
+        return f"<WebSession {self.sid} {self.address} {self.name or '(not logged in)'}>"
+
+    @property
+    def name(self) -> str:
+        """The name of the character logged in on it ("" for none); the page is told."""
+        return self._name
+
+    @name.setter
+    def name(self, value: str) -> None:
+        self._name = value
+        self._write({"player": value})
+
+    # -- connection ------------------------------------------------------------------------
+
+    def opened(self) -> None:
+        peer = self.wire.transport.getPeer()
+        self.host = str(getattr(peer, "host", "?"))
+        self.address = f"{self.host}:{getattr(peer, 'port', '?')}"
+        self._open = True
+        # twisted.web registered its HTTP channel as the socket's producer; the channel is done
+        # with this socket, and the session wants to hear when the player stops reading.
+        self.wire.transport.unregisterProducer()
+        self.wire.transport.registerProducer(self, True)
+        self.show_state()
+        self.portal.session_opened(self)
+
+    def lost(self) -> None:
+        self._lines.close()
+        if self._open:
+            self._open = False
+            self.portal.session_closed(self)
+
+    # -- output ----------------------------------------------------------------------------
+
+    def send(self, text: str, end: str = "\n") -> None:
+        """Show ``text`` to the player (``end`` ends it: "" continues the line)."""
+        self._write({"text": text.replace("\r\n", "\n") + end})
+
+    def show_state(self) -> None:
+        """Tell the page the game process's state, if it changed."""
+        state = game_state(self.portal)
+        if state != self._shown_state:
+            self._shown_state = state
+            self._write({"game": state, "notice": NOTICES[state]})
+        if state == "stopping":
+            # Now, not when the portal closes the connections: by then the reactor stops
+            # before it has sent the close frame, and the page could not tell why.
+            self.close_wire(STOPPING, "the server is shutting down")
+
+    def _write(self, message: dict) -> None:
+        if not self._open or self.wire.state != WebSocketServerProtocol.STATE_OPEN:
+            return
+        # "replace": a lone surrogate (from a file name that is not UTF-8) must not cost the
+        # player the message, nor make invalid UTF-8, which would end the page's connection.
+        data = json.dumps(message, ensure_ascii=False).encode("utf-8", "replace")
+        if self._backlog is not None:
+            self._backlog += len(data)
+            if self._backlog > BACKLOG_MAX:
+                log.warn("{session}: not reading its output; hanging up", session=self)
+                self._open = False
+                self.wire.dropConnection(abort=True)
+                self.portal.session_closed(self)
+                return
+        self.wire.sendMessage(data)
+
+    def pauseProducing(self) -> None:
+        if self._backlog is None:  # called again on every write while the buffer is full
+            self._backlog = 0
+
+    def resumeProducing(self) -> None:
+        self._backlog = None
+
+    def stopProducing(self) -> None:
+        pass
+
+    def close(self, text: str | None = None) -> None:
+        """Say ``text`` and hang up (after what was written has been sent)."""
+        if text:
+            self.send(text)
+        if self.portal.stopping:
+            self.close_wire(STOPPING, "the server is shutting down")
+        else:
+            self.close_wire(QUIT, "goodbye")
+
+    def close_wire(self, code: int, reason: str) -> None:
+        """End the WebSocket with ``code`` and ``reason`` (the page shows the reason)."""
+        if self._open and self.wire.state == WebSocketServerProtocol.STATE_OPEN:
+            self.wire.sendClose(code, reason)
+
+    # -- input -----------------------------------------------------------------------------
+
+    def received(self, payload: bytes) -> None:
+        """A text message from the page: one or more lines."""
+        for raw in payload.split(b"\n"):
+            if len(raw) > MAX_LINE:
+                raw = raw[:MAX_LINE]
+                self.send(f"Your line was too long: only its first {MAX_LINE} bytes were used.")
+            self._lines.put(clean(raw))
+
+    def line(self, line: str) -> None:
+        self.portal.session_input(self, line)
+
+
+class _PacedLines:
+    """A session's lines on their way to the portal, at the pace telnet allows.
+
+    At most :data:`~evasync.server.telnet.RATE` lines a second after a burst of
+    :data:`~evasync.server.telnet.BURST`: lines beyond wait, and while any wait the socket is not
+    read; beyond :data:`~evasync.server.telnet.QUEUE_MAX` waiting lines they are dropped, and the
+    player is told.
+    """
+
+    def __init__(self, session: WebSession) -> None:
+        self.session = session
+        self._clock = session.portal.reactor
+        self._tokens = float(BURST)
+        self._stamp = self._clock.seconds()
+        self._queue: deque[str] = deque()
+        self._dropped = 0
+        self._call: Any = None
+        self._told = False
+        self._closed = False
+
+    def put(self, line: str) -> None:
+        if self._closed:
+            return
+        self._refill()
+        if not self._queue and self._tokens >= 1:
+            self._tokens -= 1
+            self.session.line(line)
+            return
+        if len(self._queue) >= QUEUE_MAX:
+            if not self._dropped:
+                self.session.send(f"Too much input waiting: lines beyond {QUEUE_MAX} are "
+                                  "dropped.")
+            self._dropped += 1
+        else:
+            self._queue.append(line)
+        if self._call is None:
+            self.session.wire.transport.pauseProducing()
+            if not self._told:
+                self._told = True
+                self.session.send(f"You are typing faster than {RATE:.0f} lines a second: "
+                                  "your input is slowed down.")
+                log.info("{session}: input throttled", session=self.session)
+            self._schedule()
+
+    def _refill(self) -> None:
+        now = self._clock.seconds()
+        self._tokens = min(float(BURST), self._tokens + (now - self._stamp) * RATE)
+        self._stamp = now
+
+    def _schedule(self) -> None:
+        self._call = self._clock.callLater(max(0.0, (1 - self._tokens) / RATE), self._drain)
+
+    def _drain(self) -> None:
+        self._call = None
+        self._refill()
+        while self._queue and self._tokens >= 1 and not self._closed:
+            self._tokens -= 1
+            self.session.line(self._queue.popleft())
+        if self._closed:
+            return
+        if self._queue:
+            self._schedule()
+            return
+        if self._dropped:
+            self.session.send(f"{self._dropped} line(s) of your input were dropped.")
+            log.info("{session}: {n} line(s) dropped", session=self.session, n=self._dropped)
+            self._dropped = 0
+        self.session.wire.transport.resumeProducing()
+
+    def close(self) -> None:
+        self._closed = True
+        self._queue.clear()
+        if self._call is not None and self._call.active():
+            self._call.cancel()
+        self._call = None
