@@ -33,6 +33,7 @@ import time
 from collections import deque
 from typing import Any
 
+from bench import _web_load
 from bench._machine import describe as describe_machine
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
@@ -295,6 +296,11 @@ def main(results: pathlib.Path) -> None:
                   flush=True)
             for sample in row["error_samples"]:
                 print(f"      {sample}", flush=True)
+    # The web client's protocol, in the same run: see bench/_web_load.py.
+    web = _web_load.measure(max(CLIENTS), PERIOD, DURATION)
+    rows.append(web)
+    print(f"   WebSocket N={web['clients']:4}: p50 {web['p50']:.2f} ms, p99 {web['p99']:.2f} ms, "
+          f"sent {web['sent']}, dropped {web['dropped']}, errors {web['errors']}", flush=True)
     evasync_rows = [r for r in rows if r["kind"] == "evasync"]
     worst = max(r["p99"] for r in evasync_rows if r["clients"] == max(CLIENTS))
     clean = all(r["errors"] == 0 and r["dropped"] == 0 for r in evasync_rows)
@@ -313,7 +319,10 @@ def main(results: pathlib.Path) -> None:
         "Latency: from writing a command to reading its reply line, in the load generator "
         "(one asyncio process). *evasync*: `evasync start --foreground` (portal + game "
         "process, AMP between them, real time). *baseline*: a bare Twisted line server in one "
-        "process giving the same replies, measured by the same generator in the same run.",
+        "process giving the same replies, measured by the same generator in the same run. "
+        "*evasync (WebSocket)*: the same server and load, with browser-protocol clients on the "
+        "web client's WebSocket (`bench/_web_load.py`: each from its own loopback address, "
+        "JSON messages out, text frames in).",
         "",
         "| server | N | commands | p50 ms | p99 ms | max ms | echoes (delays fired) | dropped "
         "| errors | server CPU (portal + game) | generator CPU | generator send lag p99 ms |",

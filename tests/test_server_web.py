@@ -11,15 +11,20 @@ from __future__ import annotations
 import http.client
 import socket
 import struct
+import threading
 from urllib.parse import urlsplit
 
 import pytest
 
-from evasync.server.telnet import BACKLOG_MAX, MAX_LINE, QUEUE_MAX
-from evasync.server.web import CLIENT, HUNG_UP, MAX_MESSAGE, REFUSED, STOPPING
+from twisted.internet.task import Clock
+
+from evasync.server.telnet import (BACKLOG_MAX, BURST, BYTE_BURST, BYTE_RATE, MAX_LINE,
+                                   QUEUE_MAX, RATE)
+from evasync.server.web import (CLIENT, HUNG_UP, MAX_MESSAGE, REFUSED, SLICE, STOPPING,
+                                _PacedInput)
 
 from ._server_support import Server, wait_for
-from ._web_support import BINARY, CLOSE, TEXT, WebSocketClient, frame
+from ._web_support import BINARY, CLOSE, PING, TEXT, WebSocketClient, frame
 
 PASSWORD = "secret-pw"
 
@@ -63,6 +68,90 @@ def get(server: Server, path: str, method: str = "GET") -> http.client.HTTPRespo
     connection = http.client.HTTPConnection(address.hostname, address.port, timeout=30)
     connection.request(method, path)
     return connection.getresponse()
+
+
+# -- a page's input, in virtual time ---------------------------------------------------------
+
+class Reading:
+    """Stands for a socket's reading side: counts pauses and resumes."""
+
+    def __init__(self) -> None:
+        self.paused = False
+        self.pauses = 0
+
+    def pauseProducing(self) -> None:
+        assert not self.paused, "paused twice: two owners of the socket's reading"
+        self.paused, self.pauses = True, self.pauses + 1
+
+    def resumeProducing(self) -> None:
+        assert self.paused, "resumed while reading"
+        self.paused = False
+
+
+def paced(decode=lambda data: data):
+    clock, reading, lines, notices, chunks = Clock(), Reading(), [], [], []
+
+    def record(data):
+        chunks.append(len(data))
+        return decode(data)
+
+    paced = _PacedInput(clock, reading, lines.append, notices.append, record, "page")
+    return paced, clock, reading, lines, notices, chunks
+
+
+def test_lines_beyond_the_rate_wait_and_the_socket_is_not_read_meanwhile():
+    page, clock, reading, lines, notices, _ = paced()
+    page.received(b"north\n" * (BURST + 10))
+    assert len(lines) == BURST and reading.paused
+    assert notices == ["You are typing faster than 20 lines a second: your input is slowed "
+                       "down."]
+    clock.advance(9 / RATE)
+    assert len(lines) == BURST + 9 and reading.paused
+    clock.advance(1 / RATE)
+    assert len(lines) == BURST + 10 and not reading.paused
+
+
+def test_lines_beyond_the_queue_are_dropped_and_the_player_is_told_how_many():
+    page, clock, reading, lines, notices, _ = paced()
+    page.received(b"x\n" * (BURST + QUEUE_MAX + 25))
+    assert len(lines) == BURST
+    assert notices[-1] == f"Too much input waiting: lines beyond {QUEUE_MAX} are dropped."
+    clock.pump([1 / RATE] * QUEUE_MAX)
+    assert len(lines) == BURST + QUEUE_MAX and not reading.paused
+    assert notices[-1] == "25 line(s) of your input were dropped."
+
+
+def test_bytes_that_make_no_line_are_limited_too():
+    """Pings, pongs, fragments: every byte counts, whether it makes a line or not."""
+    page, clock, reading, lines, _, chunks = paced(decode=lambda data: b"")
+    page.received(b"\x89\x80" * (BYTE_BURST // 2))
+    assert not reading.paused
+    page.received(b"\x89\x80" * 1000)              # 2000 bytes beyond the burst
+    assert reading.paused and lines == []
+    clock.advance(1000 / BYTE_RATE)
+    assert reading.paused
+    clock.advance(1000 / BYTE_RATE)
+    assert not reading.paused
+    assert max(chunks) == SLICE    # parsed a slice at a time, not in one go
+
+
+def test_the_byte_limit_and_the_line_limit_share_the_socket():
+    page, clock, reading, lines, _, _ = paced()
+    page.received(b"north\n" * (BURST + QUEUE_MAX))
+    page.received(b" " * BYTE_BURST)                 # no line: only the byte limit
+    assert reading.pauses == 1
+    clock.advance(BYTE_BURST / BYTE_RATE)            # bytes refilled: lines still waiting
+    assert reading.paused
+    clock.pump([1 / RATE] * QUEUE_MAX)
+    assert not reading.paused and len(lines) == BURST + QUEUE_MAX
+
+
+def test_an_overlong_line_is_cut_and_its_rest_skipped():
+    page, _, _, lines, notices, _ = paced()
+    page.received(b"say " + b"x" * (MAX_LINE * 2))
+    page.received(b"yyy\nnorth\n")
+    assert lines == [b"say " + b"x" * (MAX_LINE - 4), b"north"]
+    assert notices == [f"Your line was too long: only its first {MAX_LINE} bytes were used."]
 
 
 # -- the page --------------------------------------------------------------------------------
@@ -216,6 +305,25 @@ def test_a_flood_is_slowed_down_and_others_are_answered(admin, web):
     flooder.expect(r"(\d+) line\(s\) of your input were dropped", timeout=60)
     assert not flooder.closed
     flooder.command("say still here", 'You say, "still here"', timeout=60)
+
+
+def test_a_flood_of_pings_costs_others_nothing_but_time(admin, web):
+    pinger = web()
+    pings = b"".join(frame(PING, b"") for _ in range(100_000))   # 600 kB that make no line
+    sender = threading.Thread(target=_send_quietly, args=(pinger.sock, pings), daemon=True)
+    sender.start()
+    for _ in range(5):
+        admin.command("south", "You walk south")
+    pinger.close()
+    sender.join(timeout=60)
+    admin.command("look", "The Demo Room")
+
+
+def _send_quietly(sock, data):
+    try:
+        sock.sendall(data)
+    except OSError:
+        pass
 
 
 def test_a_page_that_stops_reading_is_hung_up_on(server, admin, web):

@@ -2,8 +2,8 @@
 
 Two processes (see ``docs`` and the modules):
 
-* the **portal** (:mod:`.portal`, :mod:`.telnet`) holds the telnet connections and lives as long
-  as the server;
+* the **portal** (:mod:`.portal`, :mod:`.telnet`, :mod:`.web`) holds the players' connections,
+  telnet and the web client's WebSockets, and lives as long as the server;
 * the **game process** (:mod:`.game`, :mod:`.commands`, :mod:`.accounts`) runs a
   :class:`~evasync.Runtime` on the real reactor with the store; it is replaced on every reload.
 

@@ -36,7 +36,7 @@ from __future__ import annotations
 import json
 from collections import deque
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Callable
 from urllib.parse import urlsplit
 
 from autobahn.twisted.resource import WebSocketResource
@@ -47,7 +47,8 @@ from twisted.logger import Logger
 from twisted.web import resource, server
 from zope.interface import implementer
 
-from .telnet import BACKLOG_MAX, BURST, MAX_LINE, QUEUE_MAX, RATE, clean
+from .telnet import (BACKLOG_MAX, BURST, BYTE_BURST, BYTE_RATE, MAX_LINE, QUEUE_MAX, RATE,
+                     clean)
 
 if TYPE_CHECKING:
     from .portal import Portal
@@ -65,6 +66,8 @@ MAX_MESSAGE = 16_384
 MAX_BODY = 4096
 #: Seconds an HTTP connection may stay idle before it is closed (not the WebSocket's).
 HTTP_IDLE = 30
+#: Raw bytes of a page's input parsed at a time.
+SLICE = 2048
 #: Seconds between pings on a quiet WebSocket; a page that does not answer one in as many
 #: seconds is gone (a phone gone to sleep, a pulled cable) and its connection is closed.
 PING_EVERY = 30
@@ -176,10 +179,33 @@ class _WireFactory(WebSocketServerFactory):
 
 
 class _Wire(WebSocketServerProtocol):
-    """The WebSocket of one page: frames in and out (autobahn's), for its :class:`WebSession`."""
+    """The WebSocket of one page: frames in and out (autobahn's), for its :class:`WebSession`.
+
+    Once the WebSocket is open, the bytes from the socket go to the session's input, which
+    hands them back to :meth:`frames` at the pace it allows: autobahn parses them then.
+    """
 
     factory: _WireFactory
-    session: "WebSession | None" = None
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.session: WebSession | None = None
+        self._texts: list[bytes] = []  # messages parsed, not yet taken by frames()
+
+    def dataReceived(self, data: bytes) -> None:
+        if self.session is None:  # the opening handshake
+            super().dataReceived(data)
+            if self.session is not None and self._texts:  # frames that came with it
+                self.session.input.received(b"")
+        else:
+            self.session.input.received(data)
+
+    def frames(self, data: bytes) -> bytes:
+        """The text messages that ``data`` completes, each ended with ``\n``."""
+        if data:
+            super().dataReceived(data)
+        texts, self._texts = self._texts, []
+        return b"".join(text + b"\n" for text in texts)
 
     def onConnect(self, request: Any) -> None:
         origin = request.headers.get("origin")
@@ -198,7 +224,7 @@ class _Wire(WebSocketServerProtocol):
         if isBinary:
             self.session.close_wire(REFUSED, "send text messages, not binary ones")
             return
-        self.session.received(payload)
+        self._texts.append(payload)
 
     def onClose(self, wasClean: bool, code: int | None, reason: str | None) -> None:
         if self.session is not None:
@@ -232,7 +258,7 @@ class WebSession:
         self._open = False
         self._backlog: int | None = None  # bytes written since the socket's buffer filled up
         self._shown_state: str | None = None
-        self._lines = _PacedLines(self)
+        self.input: _PacedInput | None = None
 
     def __repr__(self) -> str:
         return f"<WebSession {self.sid} {self.address} {self.name or '(not logged in)'}>"
@@ -254,6 +280,8 @@ class WebSession:
         self.host = str(getattr(peer, "host", "?"))
         self.address = f"{self.host}:{getattr(peer, 'port', '?')}"
         self._open = True
+        self.input = _PacedInput(self.portal.reactor, self.wire.transport, self._line, self.send,
+                                 self.wire.frames, self)
         # twisted.web registered its HTTP channel as the socket's producer; the channel is done
         # with this socket, and the session wants to hear when the player stops reading.
         self.wire.transport.unregisterProducer()
@@ -262,7 +290,8 @@ class WebSession:
         self.portal.session_opened(self)
 
     def lost(self) -> None:
-        self._lines.close()
+        if self.input is not None:
+            self.input.close()
         if self._open:
             self._open = False
             self.portal.session_closed(self)
@@ -326,90 +355,185 @@ class WebSession:
 
     # -- input -----------------------------------------------------------------------------
 
-    def received(self, payload: bytes) -> None:
-        """A text message from the page: one or more lines."""
-        for raw in payload.split(b"\n"):
-            if len(raw) > MAX_LINE:
-                raw = raw[:MAX_LINE]
-                self.send(f"Your line was too long: only its first {MAX_LINE} bytes were used.")
-            self._lines.put(clean(raw))
-
-    def line(self, line: str) -> None:
-        self.portal.session_input(self, line)
+    def _line(self, raw: bytes) -> None:
+        self.portal.session_input(self, clean(raw))
 
 
-class _PacedLines:
-    """A session's lines on their way to the portal, at the pace telnet allows.
+class _PacedInput:
+    """A page's input on its way to the portal: raw bytes in, lines out, at telnet's pace.
 
-    At most :data:`~evasync.server.telnet.RATE` lines a second after a burst of
-    :data:`~evasync.server.telnet.BURST`: lines beyond wait, and while any wait the socket is not
-    read; beyond :data:`~evasync.server.telnet.QUEUE_MAX` waiting lines they are dropped, and the
-    player is told.
+    Raw bytes (every frame counts, pings included) may come at :data:`~.telnet.BYTE_RATE` a
+    second after a burst of :data:`~.telnet.BYTE_BURST`; lines at :data:`~.telnet.RATE` a second
+    after a burst of :data:`~.telnet.BURST`. Beyond either rate the socket is no longer read
+    until the rate allows more; beyond :data:`~.telnet.QUEUE_MAX` lines waiting, lines are
+    dropped and the player is told. Frames are parsed :data:`SLICE` bytes at a time.
+
+    The seam to the portal's fair input budget (issue 11): this has the interface of
+    ``fairness.LineInput`` (``received``, ``close``), which replaces it once the portal has one.
+
+    Args:
+        clock: For the rates.
+        producer: What reads the socket (its transport).
+        deliver: Called with each line (bytes, without its newline, at most
+            :data:`~.telnet.MAX_LINE` bytes).
+        notify: Called with a message for the player.
+        decode: Turns raw bytes into text bytes, ``\\n`` ending each line.
+        owner: Names the connection in the log.
     """
 
-    def __init__(self, session: WebSession) -> None:
-        self.session = session
-        self._clock = session.portal.reactor
-        self._tokens = float(BURST)
-        self._stamp = self._clock.seconds()
-        self._queue: deque[str] = deque()
+    def __init__(self, clock: Any, producer: Any, deliver: Callable[[bytes], None],
+                 notify: Callable[[str], None], decode: Callable[[bytes], bytes],
+                 owner: Any) -> None:
+        self._clock = clock
+        self._producer = producer
+        self._deliver = deliver
+        self._notify = notify
+        self._decode = decode
+        self._owner = owner
+        self._holds: set[str] = set()
+        self._bytes = _Bucket(clock, BYTE_RATE, BYTE_BURST)
+        self._lines = _Bucket(clock, RATE, BURST)
+        self._text = bytearray()
+        self._discarding = False
+        self._queue: deque[bytes] = deque()
         self._dropped = 0
-        self._call: Any = None
         self._told = False
-        self._closed = False
+        self._line_call: Any = None
+        self._byte_call: Any = None
+        self.closed = False
 
-    def put(self, line: str) -> None:
-        if self._closed:
-            return
-        self._refill()
-        if not self._queue and self._tokens >= 1:
-            self._tokens -= 1
-            self.session.line(line)
+    def received(self, data: bytes) -> None:
+        """Bytes from the socket."""
+        self._bytes.charge(len(data))
+        if self._bytes.tokens < 0 and self._byte_call is None:
+            self._hold("bytes")
+            self._byte_call = self._clock.callLater(self._bytes.wait(), self._bytes_refilled)
+        for start in range(0, len(data), SLICE):
+            if self.closed:
+                return
+            self._text += self._decode(data[start:start + SLICE])
+            self._split()
+
+    def _split(self) -> None:
+        text = self._text
+        while not self.closed:
+            end = text.find(b"\n")
+            if self._discarding:
+                if end == -1:
+                    text.clear()
+                    return
+                del text[:end + 1]
+                self._discarding = False
+                continue
+            if end == -1 and len(text) <= MAX_LINE:
+                return
+            if end != -1 and end <= MAX_LINE:
+                line = bytes(text[:end])
+                del text[:end + 1]
+            else:
+                line = bytes(text[:MAX_LINE])
+                if end == -1:
+                    text.clear()
+                    self._discarding = True
+                else:
+                    del text[:end + 1]
+                self._notify(f"Your line was too long: only its first {MAX_LINE} bytes were "
+                             "used.")
+            self._line(line)
+
+    def _line(self, line: bytes) -> None:
+        if not self._queue and self._lines.take():
+            self._deliver(line)
             return
         if len(self._queue) >= QUEUE_MAX:
             if not self._dropped:
-                self.session.send(f"Too much input waiting: lines beyond {QUEUE_MAX} are "
-                                  "dropped.")
+                self._notify(f"Too much input waiting: lines beyond {QUEUE_MAX} are dropped.")
             self._dropped += 1
         else:
             self._queue.append(line)
-        if self._call is None:
-            self.session.wire.transport.pauseProducing()
+        if self._line_call is None:
+            self._hold("lines")
             if not self._told:
                 self._told = True
-                self.session.send(f"You are typing faster than {RATE:.0f} lines a second: "
-                                  "your input is slowed down.")
-                log.info("{session}: input throttled", session=self.session)
-            self._schedule()
-
-    def _refill(self) -> None:
-        now = self._clock.seconds()
-        self._tokens = min(float(BURST), self._tokens + (now - self._stamp) * RATE)
-        self._stamp = now
-
-    def _schedule(self) -> None:
-        self._call = self._clock.callLater(max(0.0, (1 - self._tokens) / RATE), self._drain)
+                self._notify(f"You are typing faster than {RATE:.0f} lines a second: your "
+                             "input is slowed down.")
+                log.info("{owner}: input slowed down", owner=self._owner)
+            self._line_call = self._clock.callLater(self._lines.wait(1), self._drain)
 
     def _drain(self) -> None:
-        self._call = None
-        self._refill()
-        while self._queue and self._tokens >= 1 and not self._closed:
-            self._tokens -= 1
-            self.session.line(self._queue.popleft())
-        if self._closed:
+        self._line_call = None
+        while self._queue and not self.closed and self._lines.take():
+            self._deliver(self._queue.popleft())
+        if self.closed:
             return
         if self._queue:
-            self._schedule()
+            self._line_call = self._clock.callLater(self._lines.wait(1), self._drain)
             return
         if self._dropped:
-            self.session.send(f"{self._dropped} line(s) of your input were dropped.")
-            log.info("{session}: {n} line(s) dropped", session=self.session, n=self._dropped)
+            self._notify(f"{self._dropped} line(s) of your input were dropped.")
+            log.info("{owner}: {n} line(s) dropped", owner=self._owner, n=self._dropped)
             self._dropped = 0
-        self.session.wire.transport.resumeProducing()
+        self._release("lines")
+
+    def _bytes_refilled(self) -> None:
+        self._byte_call = None
+        if self.closed:
+            return
+        if self._bytes.tokens < 0:
+            self._byte_call = self._clock.callLater(self._bytes.wait(), self._bytes_refilled)
+        else:
+            self._release("bytes")
+
+    def _hold(self, reason: str) -> None:
+        if not self._holds:
+            self._producer.pauseProducing()
+        self._holds.add(reason)
+
+    def _release(self, reason: str) -> None:
+        if reason in self._holds:
+            self._holds.discard(reason)
+            if not self._holds:
+                self._producer.resumeProducing()
 
     def close(self) -> None:
-        self._closed = True
+        """The connection is gone: forget its input."""
+        self.closed = True
+        self._text.clear()
         self._queue.clear()
-        if self._call is not None and self._call.active():
-            self._call.cancel()
-        self._call = None
+        for call in (self._line_call, self._byte_call):
+            if call is not None and call.active():
+                call.cancel()
+        self._line_call = self._byte_call = None
+
+
+class _Bucket:
+    """``rate`` tokens a second, at most ``burst`` saved up; starts full."""
+
+    def __init__(self, clock: Any, rate: float, burst: float) -> None:
+        self._clock = clock
+        self.rate = rate
+        self.burst = float(burst)
+        self._tokens = float(burst)
+        self._stamp = clock.seconds()
+
+    @property
+    def tokens(self) -> float:
+        now = self._clock.seconds()
+        self._tokens = min(self.burst, self._tokens + max(0.0, now - self._stamp) * self.rate)
+        self._stamp = now
+        return self._tokens
+
+    def take(self, amount: float = 1.0) -> bool:
+        """Take ``amount`` tokens if there are that many."""
+        if self.tokens + 1e-9 >= amount:
+            self._tokens -= amount
+            return True
+        return False
+
+    def charge(self, amount: float) -> None:
+        """Take ``amount`` tokens, going into debt if need be."""
+        self._tokens = self.tokens - amount
+
+    def wait(self, amount: float = 0.0) -> float:
+        """Seconds until there are ``amount`` tokens (a millisecond at least: no busy loop)."""
+        return max(0.001, (amount - self.tokens) / self.rate)
