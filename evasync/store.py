@@ -34,8 +34,8 @@ from typing import Any, Callable, Iterable, Iterator, TypeVar
 from ._codec import Trust  # re-exported: the store's rule for which names it may hold
 from .errors import StoreError
 
-__all__ = ["Store", "StoreError", "Trust", "default_path", "default_synchronous", "ID_BLOCK",
-           "SCHEMA_VERSION", "SYNCHRONOUS"]
+__all__ = ["Store", "StoreError", "Trust", "count_quarantined", "default_path",
+           "default_synchronous", "ID_BLOCK", "SCHEMA_VERSION", "SYNCHRONOUS"]
 
 DEFAULT_PATH = "evasync.db"
 
@@ -120,6 +120,21 @@ def _sqlite_errors(what: str) -> Callable[[Callable[..., _T]], Callable[..., _T]
                                  f"{type(exc).__name__}: {exc}") from exc
         return wrapper
     return decorate
+
+
+def count_quarantined(path: str | os.PathLike) -> int:
+    """How many task rows the store at ``path`` holds in quarantine, read without taking the
+    store's lock (a running server holds it); 0 if there is no such store or table."""
+    try:
+        conn = sqlite3.connect(f"file:{os.path.realpath(path)}?mode=ro", uri=True)
+    except sqlite3.Error:
+        return 0
+    try:
+        return conn.execute("SELECT count(*) FROM quarantine").fetchone()[0]
+    except sqlite3.Error:
+        return 0
+    finally:
+        conn.close()
 
 
 class Store:
