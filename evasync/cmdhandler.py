@@ -46,9 +46,14 @@ def match(commands: Iterable[type[Command]], line: str) -> tuple[type[Command], 
 def execute_cmd(caller: "DefaultObject", raw_string: str, session: Any = None) -> defer.Deferred:
     """Handle one input line from ``caller``; see :meth:`DefaultObject.execute_cmd`."""
     driver = caller._runtime.driver
-    if driver.answer(caller, raw_string):
-        return defer.succeed(None)
     line = raw_string.strip()
+    if driver.is_asking(caller):
+        # The line answers the question, unless it names a command that runs even then.
+        urgent = [c for c in caller.cmdset.commands().values()
+                  if c.runs_during_questions and c.access(caller, "cmd")]
+        if not (urgent and line and match(urgent, line)):
+            driver.answer(caller, raw_string)
+            return defer.succeed(None)
     if not line:
         return defer.succeed(None)
     commands = caller.cmdset.commands().values()

@@ -35,6 +35,8 @@ class Command:
         locks: A lock string; ``"cmd:..."`` decides who may use it (default everyone). An invalid
             lock string is a :class:`~evasync.locks.LockError` when the class is created.
         help_category: Group shown by ``help``.
+        runs_during_questions: True for a command that still runs while a question waits for
+            the caller's answer (``quit``, say); any other line is the answer. Default False.
         caller: (at run time) The object that typed the command.
         args: (at run time) Everything typed after the command name, as typed.
         cmdstring: (at run time) The name or alias the caller used.
@@ -47,6 +49,7 @@ class Command:
     aliases: Iterable[str] = ()
     locks: str = "cmd:all()"
     help_category: str = "general"
+    runs_during_questions: bool = False
 
     _lockfuncs: dict = {"cmd": lambda obj: True}
 

@@ -34,8 +34,8 @@ from typing import Any, Callable, Iterable, Iterator, TypeVar
 from ._codec import Trust  # re-exported: the store's rule for which names it may hold
 from .errors import StoreError
 
-__all__ = ["Store", "StoreError", "Trust", "default_path", "default_synchronous", "ID_BLOCK",
-           "SCHEMA_VERSION", "SYNCHRONOUS"]
+__all__ = ["Store", "StoreError", "Trust", "count_quarantined", "default_path",
+           "default_synchronous", "ID_BLOCK", "SCHEMA_VERSION", "SYNCHRONOUS"]
 
 DEFAULT_PATH = "evasync.db"
 
@@ -116,10 +116,24 @@ def _sqlite_errors(what: str) -> Callable[[Callable[..., _T]], Callable[..., _T]
             try:
                 return method(self, *args, **kwargs)
             except sqlite3.Error as exc:
-                raise StoreError(f"evasync store {self.real_path!r}: {what} failed: "
-                                 f"{type(exc).__name__}: {exc}") from exc
+                raise self._error(what, exc) from exc
         return wrapper
     return decorate
+
+
+def count_quarantined(path: str | os.PathLike) -> int:
+    """How many task rows the store at ``path`` holds in quarantine, read without taking the
+    store's lock (a running server holds it); 0 if there is no such store or table."""
+    try:
+        conn = sqlite3.connect(f"file:{os.path.realpath(path)}?mode=ro", uri=True)
+    except sqlite3.Error:
+        return 0
+    try:
+        return conn.execute("SELECT count(*) FROM quarantine").fetchone()[0]
+    except sqlite3.Error:
+        return 0
+    finally:
+        conn.close()
 
 
 class Store:
@@ -171,6 +185,10 @@ class Store:
                 self._unlock()
                 raise
         return self._conn
+
+    def _error(self, what: str, exc: sqlite3.Error) -> StoreError:
+        return StoreError(f"evasync store {self.real_path!r}: {what} failed: "
+                          f"{type(exc).__name__}: {exc}")
 
     def _fail(self, why: str) -> StoreError:
         return StoreError(f"evasync store {self.real_path!r}: {why}. "
@@ -302,11 +320,14 @@ class Store:
 
     # -- tasks -----------------------------------------------------------------------------
 
-    @_sqlite_errors("storing a task")
     def add_task(self, task_id: int, due: float, state: str, callback: str, args: str,
                  kwargs: str) -> None:
-        self.conn.execute("INSERT INTO tasks VALUES (?, ?, ?, ?, ?, ?)",
-                          (task_id, due, state, callback, args, kwargs))
+        # Written out rather than decorated: a persistent delay() pays for every call here.
+        try:
+            (self._conn or self.conn).execute("INSERT INTO tasks VALUES (?, ?, ?, ?, ?, ?)",
+                                              (task_id, due, state, callback, args, kwargs))
+        except sqlite3.Error as exc:
+            raise self._error("storing a task", exc) from exc
 
     @_sqlite_errors("updating a task")
     def set_task_state(self, task_id: int, state: str, due: float) -> None:

@@ -964,3 +964,30 @@ def test_a_default_cmdset_that_does_not_import_is_logged_and_the_others_still_wo
         globalLogPublisher.removeObserver(events.append)
     assert heard.take()[0] == "Available commands:"
     assert any("no_such_module_here" in repr(e.get("cmdset")) for e in events)
+
+
+def test_a_command_that_runs_during_questions_is_not_taken_for_an_answer(rt):
+    class CmdLeave(Command):
+        key = "leave"
+        runs_during_questions = True
+
+        def func(self):
+            self.msg("You leave.")
+
+    class CmdAsk(Command):
+        key = "ask"
+
+        def func(self):
+            answer = yield "Sure?"
+            self.msg(f"Answered {answer}.")
+
+    class Sets(CmdSet):
+        def at_cmdset_creation(self):
+            self.add(CmdLeave)
+            self.add(CmdAsk)
+
+    alice = Player(rt, "Alice", Sets)
+    alice.types("ask")
+    alice.types("leave")          # runs; the question still waits
+    alice.types("look")           # any other line is the answer
+    assert alice.heard() == ["Sure?", "You leave.", "Answered look."]

@@ -12,6 +12,7 @@ import subprocess
 import sys
 import time
 
+from ..store import count_quarantined
 from .rundir import RunDir
 
 #: Seconds to wait for the server to be ready, reloaded or stopped.
@@ -139,4 +140,8 @@ def status(db: str | None) -> int:
     state = rundir.state()
     game = "ready" if state.get("ready") else "starting or reloading"
     print(f"evasync is running ({game}): {_describe(state)}; store {rundir.db}")
+    quarantined = count_quarantined(rundir.db)
+    if quarantined:
+        print(f"{quarantined} stored task(s) could not be restored and are in the store's "
+              f"quarantine table, with the reasons; see {rundir.logfile}")
     return 0
