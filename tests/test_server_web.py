@@ -9,21 +9,23 @@ dropped message, and a telnet player meanwhile is answered.
 from __future__ import annotations
 
 import http.client
+import re
 import socket
 import struct
 import threading
+import urllib.request
 from urllib.parse import urlsplit
 
 import pytest
-
 from twisted.internet.task import Clock
 
+from evasync.server.rundir import RunDir
 from evasync.server.telnet import (BACKLOG_MAX, BURST, BYTE_BURST, BYTE_RATE, MAX_LINE,
                                    QUEUE_MAX, RATE)
 from evasync.server.web import (CLIENT, HUNG_UP, MAX_MESSAGE, REFUSED, SLICE, STOPPING,
                                 _PacedInput)
 
-from ._server_support import Server, wait_for
+from ._server_support import Server, evasync, wait_for
 from ._web_support import BINARY, CLOSE, PING, TEXT, WebSocketClient, frame
 
 PASSWORD = "secret-pw"
@@ -375,3 +377,52 @@ def test_the_page_knows_the_close_codes():
     script = CLIENT.joinpath("client.js").read_text()
     assert f"STOPPING = {STOPPING}" in script
     assert f"HUNG_UP = [{REFUSED}, {HUNG_UP}," in script
+
+
+# -- the command line ------------------------------------------------------------------------
+
+@pytest.mark.parametrize("args, web", [
+    ([], ("127.0.0.1", 4001)),
+    (["--port", "5000"], ("127.0.0.1", 5001)),
+    (["--port", "0"], ("127.0.0.1", 0)),
+    (["--host", "::1", "--web-port", "8080"], ("::1", 8080)),
+    (["--web-host", "0.0.0.0"], ("0.0.0.0", 4001)),
+    (["--no-web"], None),
+])
+def test_the_web_client_listens_beside_telnet_unless_told_otherwise(monkeypatch, args, web):
+    from evasync.__main__ import main
+    from evasync.server import control
+
+    started = {}
+    monkeypatch.setattr(control, "start", lambda *a, **kw: started.update(kw) or 0)
+    assert main(["start", *args]) == 0
+    assert started["web"] == web
+
+
+def test_a_web_port_out_of_range_is_refused_with_the_way_out(capsys):
+    from evasync.__main__ import main
+
+    with pytest.raises(SystemExit):
+        main(["start", "--port", "65535"])
+    assert "not 65536 (give --web-port, or --no-web)" in capsys.readouterr().err
+
+
+def test_the_daemon_says_where_the_web_client_is_and_can_go_without(tmp_path):
+    db = tmp_path / "evasync.db"
+    started = evasync("start", "--port", "0", "--speed", "10", db=db)
+    try:
+        assert started.returncode == 0, started.stderr
+        assert re.search(r"web client http://127\.0\.0\.1:\d+/", started.stdout), started.stdout
+        status = evasync("status", db=db)
+        url = re.search(r"web client (http://\S+/)", status.stdout).group(1)
+        with urllib.request.urlopen(url, timeout=30) as page:
+            assert b'<script src="client.js"' in page.read()
+    finally:
+        evasync("stop", db=db)
+    started = evasync("start", "--port", "0", "--no-web", db=db)
+    try:
+        assert started.returncode == 0, started.stderr
+        assert "web client" not in started.stdout
+        assert RunDir(db).state()["web"] is None
+    finally:
+        evasync("stop", db=db)
