@@ -12,12 +12,10 @@ default). It serves:
 What goes over the WebSocket:
 
 * page to server: text messages, each one input line (a message holding several lines, a paste,
-  is several lines). A binary message closes the connection (code 1003), so do a message over
-  :data:`MAX_MESSAGE` bytes (1009) and invalid UTF-8 (1007). Lines then meet the telnet limits:
-  cut at :data:`~evasync.server.telnet.MAX_LINE` bytes, control characters dropped, at most
-  :data:`~evasync.server.telnet.RATE` a second after a burst (the rest wait, the socket is no
-  longer read, and beyond :data:`~evasync.server.telnet.QUEUE_MAX` waiting lines they are
-  dropped, the player being told).
+  is several lines). Never parsed as anything but text. A binary message closes the connection,
+  so do a message over :data:`MAX_MESSAGE` bytes and invalid UTF-8. The input meets the telnet
+  limits (see :class:`_PacedInput`): raw bytes and lines a second, lines cut at
+  :data:`~evasync.server.telnet.MAX_LINE` bytes, control characters dropped.
 * server to page: JSON text messages, one object each: ``{"text": ...}`` output, with its line
   endings (a message may end mid-line); ``{"game": state, "notice": ...}`` the game process's
   state (``ready``, ``starting``, ``reloading``, ``restarting`` or ``stopping``) and what to tell
