@@ -104,6 +104,17 @@ def test_the_game_uses_the_evasync_installed_in_its_environment(game):
     assert where[1] == str(project / "mygame" / "__init__.py"), where
 
 
+def test_the_installed_evasync_holds_its_web_clients_files(game):
+    from evasync.server.web import ASSETS
+
+    venv, _, _ = game
+    done = venv.run_python("from evasync.server.web import ASSETS, CLIENT; print(CLIENT); "
+                           "print(sorted(f for f, _ in ASSETS.values() if (CLIENT / f).is_file()))")
+    folder, found = done.stdout.splitlines()
+    assert folder.startswith(str(venv.path)), folder
+    assert found == str(sorted(name for name, _ in ASSETS.values()))
+
+
 def test_the_game_passes_its_own_tests_and_pages(game):
     venv, project, _ = game
     done = venv.run(venv.python, "-m", "pytest", "-v", "-p", "no:cacheprovider", cwd=project)
