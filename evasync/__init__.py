@@ -1,7 +1,7 @@
 """evasync: ``delay``, ``@interactive`` and ``run_async`` for Twisted text-game servers."""
 
 from .commands import CmdHelp, CmdSet, CmdSetHandler, Command, MuxCommand
-from .driver import CallerGone, YieldError, ask, returnValue
+from .driver import CallerGone, YieldError, ask, returnValue, sleep
 from .interactive import interactive
 from .locks import LockError
 from .api import create_object, delay, get_object, search_object
@@ -43,5 +43,6 @@ __all__ = [
     "run_async",
     "search_object",
     "set_runtime",
+    "sleep",
     "use_runtime",
 ]

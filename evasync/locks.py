@@ -53,7 +53,7 @@ def is_superuser(obj: Any) -> bool:
 
 
 def allow_all(obj: Any) -> bool:
-    """The compiled form of a lock that lets everyone in (``all()``, ``true()``, ...)."""
+    """The compiled form of every lock that lets everyone in (``all()``, ``true()``, ...)."""
     return True
 
 
@@ -120,8 +120,8 @@ def _any_of(alternatives: list[Callable[[Any], bool]]) -> Callable[[Any], bool]:
 def parse_locks(lockstring: str) -> dict[str, Callable[[Any], bool]]:
     """Compile a lock string into ``{access_type: check(obj) -> bool}``; LockError if invalid.
 
-    Checks are compiled once, here: constant parts are folded away, so a check that lets
-    everyone in is :func:`allow_all` itself and costs a caller nothing to skip.
+    Checks are compiled once, here, with constant parts folded away: a check that lets everyone
+    in is always the same function, which the command handler skips without calling it.
     """
     if not isinstance(lockstring, str):
         raise LockError(f"locks must be a string, not {lockstring!r}")

@@ -23,4 +23,4 @@ def test_each_howto_brings_only_its_own_commands_to_a_shared_store(tmp_path):
     play("howtos.command_duration", ["help"], db)
     listed = [line.split()[0] for line in play("howtos.questions", ["help"], db)
               if line.startswith("  ")]
-    assert listed == ["help", "reload", "rest", "sell"]
+    assert listed == ["help", "quicksell", "reload", "rest", "sell"]

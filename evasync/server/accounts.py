@@ -16,6 +16,9 @@ from typing import TYPE_CHECKING, Any
 from twisted.internet import defer, threads
 from twisted.logger import Logger
 
+from .. import _codec
+from ..objects import DefaultObject
+
 if TYPE_CHECKING:
     from ..runtime import Runtime
 
@@ -25,6 +28,7 @@ log = Logger(namespace="evasync.server.accounts")
 _N, _R, _P = 2 ** 14, 8, 1
 NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_-]{1,19}$")
 MIN_PASSWORD = 4
+#: The typeclass of new characters unless the server is started with ``--typeclass``.
 CHARACTER_TYPECLASS = "evasync.server.characters:Character"
 
 
@@ -54,6 +58,27 @@ def check_password(password: str, stored: str) -> bool:
 _DUMMY = hash_password("not a real password")
 
 
+def typeclass_package(path: str) -> str:
+    """The top-level package of a typeclass path: naming a typeclass to the server trusts it
+    (the store may then name its functions, typeclasses and command sets)."""
+    return path.strip().split(":")[0].split(".")[0]
+
+
+def check_typeclass(path: str) -> str | None:
+    """Why ``path`` (``"package.module:Class"``) cannot be the typeclass of new characters, or
+    None if it can."""
+    try:
+        cls = _codec.resolve_name(path, _codec.Trust([typeclass_package(path)]))
+    except LookupError as exc:
+        return (f"the character typeclass {path!r} cannot be used: {exc}. Install your game "
+                "into this Python environment (pip install -e path/to/game) or start the "
+                "server in the folder that holds its package.")
+    if not (isinstance(cls, type) and issubclass(cls, DefaultObject)):
+        return (f"the character typeclass {path!r} is {cls!r}, not a typeclass: make it a "
+                "subclass of evasync.DefaultCharacter")
+    return None
+
+
 def check_name(name: str) -> str | None:
     """Why ``name`` cannot be an account name, or None if it can."""
     if not NAME.match(name):
@@ -63,10 +88,11 @@ def check_name(name: str) -> str | None:
 
 
 class Accounts:
-    """The accounts in a runtime's store."""
+    """The accounts in a runtime's store; new characters are of class ``typeclass``."""
 
-    def __init__(self, runtime: "Runtime") -> None:
+    def __init__(self, runtime: "Runtime", typeclass: str = CHARACTER_TYPECLASS) -> None:
         self._runtime = runtime
+        self.typeclass = typeclass
         #: Set when the game stops: a hash finishing after that touches nothing.
         self.closed = False
 
@@ -86,7 +112,7 @@ class Accounts:
         if self.closed or store.account(name) is not None:
             return None
         first = store.count_accounts() == 0
-        character = self._runtime.objects.create(CHARACTER_TYPECLASS, key=name)
+        character = self._runtime.objects.create(self.typeclass, key=name)
         if not store.create_account(name, hashed, character.id, self._runtime.reactor.seconds()):
             character.delete()
             return None

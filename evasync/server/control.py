@@ -12,6 +12,7 @@ import subprocess
 import sys
 import time
 
+from ..store import count_quarantined
 from .rundir import RunDir
 
 #: Seconds to wait for the server to be ready, reloaded or stopped.
@@ -46,7 +47,7 @@ def _describe(state: dict) -> str:
 
 
 def start(host: str, port: int, db: str | None, foreground: bool, speed: float = 1.0,
-          console: bool = True) -> int:
+          console: bool = True, typeclass: str | None = None) -> int:
     """Start the server: in this process (``foreground``) or as a daemon, once it is ready."""
     rundir = RunDir(db)
     running = rundir.pid()
@@ -56,10 +57,12 @@ def start(host: str, port: int, db: str | None, foreground: bool, speed: float =
     if foreground:
         from .portal import run
 
-        return run(host, port, rundir.db, speed, console)
+        return run(host, port, rundir.db, speed, console, typeclass)
     rundir.create()
     args = [sys.executable, "-m", "evasync", "start", "--foreground", "--quiet", "--host", host,
             "--port", str(port), "--speed", repr(speed), "--db", rundir.db]
+    if typeclass:
+        args += ["--typeclass", typeclass]
     with open(rundir.logfile, "a") as logfile:  # anything printed before logging starts
         child = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=logfile,
                                  stderr=subprocess.STDOUT, start_new_session=True)
@@ -131,4 +134,8 @@ def status(db: str | None) -> int:
     state = rundir.state()
     game = "ready" if state.get("ready") else "starting or reloading"
     print(f"evasync is running ({game}): {_describe(state)}; store {rundir.db}")
+    quarantined = count_quarantined(rundir.db)
+    if quarantined:
+        print(f"{quarantined} stored task(s) could not be restored and are in the store's "
+              f"quarantine table, with the reasons; see {rundir.logfile}")
     return 0

@@ -23,7 +23,8 @@ from twisted.protocols import amp
 from ..errors import StoreError
 from ..runtime import Runtime, set_runtime
 from ..store import Store
-from .accounts import MIN_PASSWORD, Accounts, check_name
+from .accounts import (CHARACTER_TYPECLASS, MIN_PASSWORD, Accounts, check_name,
+                       typeclass_package)
 from .clock import ScaledClock
 from .logs import start_logging
 from .protocol import EXIT_BAD_STORE, Hello, Outbox, Reload, Shutdown, ToGame, ToPortal
@@ -73,12 +74,13 @@ class Game:
 
     Args:
         runtime: The runtime (already current) whose store holds the accounts.
+        typeclass: The typeclass of new characters (``"package.module:Class"``).
     """
 
-    def __init__(self, runtime: Runtime) -> None:
+    def __init__(self, runtime: Runtime, typeclass: str = CHARACTER_TYPECLASS) -> None:
         global _current
         self.runtime = runtime
-        self.accounts = Accounts(runtime)
+        self.accounts = Accounts(runtime, typeclass)
         self.sessions: dict[int, GameSession] = {}
         self.link: amp.AMP | None = None
         self.outbox = Outbox(runtime.reactor, ToPortal, lambda: self.link)
@@ -330,9 +332,10 @@ async def _run(reactor: Any, options: argparse.Namespace) -> None:
     # The portal decides when this process stops; Ctrl-C in a terminal reaches both processes.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     clock = reactor if options.speed == 1 else ScaledClock(reactor, options.speed)
-    runtime = Runtime(clock=clock, db_path=options.db)
+    runtime = Runtime(clock=clock, db_path=options.db,
+                      trusted=[typeclass_package(options.typeclass)])
     set_runtime(runtime)
-    game = Game(runtime)
+    game = Game(runtime, options.typeclass)
     reactor.addSystemEventTrigger("before", "shutdown", game.shutdown, "the process is stopping")
     stopped: defer.Deferred = defer.Deferred()
     link = await connectProtocol(UNIXClientEndpoint(reactor, options.socket, timeout=10),
@@ -350,6 +353,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--socket", required=True, help="the portal's unix socket")
     parser.add_argument("--db", required=True, help="the store file")
     parser.add_argument("--speed", type=float, default=1.0, help="game time speed factor")
+    parser.add_argument("--typeclass", default=CHARACTER_TYPECLASS,
+                        help="the typeclass of new characters")
     options = parser.parse_args(argv)
     sys.stdout.reconfigure(line_buffering=True)  # the portal relays each line to the log
     start_logging([sys.stdout])

@@ -114,15 +114,18 @@ class Portal:
         rundir: Where the pid, state and socket files go.
         host, port: The telnet address (port 0: any free port, written to the state file).
         speed: Game time speed factor given to the game process (1: real time).
+        typeclass: The typeclass of new characters, given to the game process (None: the
+            demo's).
     """
 
     def __init__(self, reactor: Any, rundir: RunDir, host: str, port: int,
-                 speed: float = 1.0) -> None:
+                 speed: float = 1.0, typeclass: str | None = None) -> None:
         self.reactor = reactor
         self.rundir = rundir
         self.host = host
         self.port = port
         self.speed = speed
+        self.typeclass = typeclass
         self.sessions: dict[int, TelnetSession] = {}
         self._next_sid = 1
         self.process: GameProcess | None = None
@@ -176,7 +179,7 @@ class Portal:
             "log": self.rundir.logfile, "socket": self.rundir.socket, "speed": self.speed,
             "started": self._started, "ready": self.phase == "running",
             "game_pid": self.process.pid if self.process is not None else None,
-            "generation": self.generation,
+            "generation": self.generation, "typeclass": self.typeclass,
         })
 
     def _before_shutdown(self) -> defer.Deferred:
@@ -214,6 +217,8 @@ class Portal:
         env["PYTHONPATH"] = os.pathsep.join(filter(None, [here, env.get("PYTHONPATH")]))
         args = [sys.executable, "-m", "evasync.server.game", "--socket", self.rundir.socket,
                 "--db", self.rundir.db, "--speed", repr(self.speed)]
+        if self.typeclass:
+            args += ["--typeclass", self.typeclass]
         self.process = GameProcess(self)
         self.reactor.spawnProcess(self.process, sys.executable, args, env=env,
                                   childFDs={0: "w", 1: "r", 2: "r"})
@@ -383,7 +388,8 @@ class Portal:
             session.send(text)
 
 
-def run(host: str, port: int, db: str | None, speed: float = 1.0, console: bool = True) -> int:
+def run(host: str, port: int, db: str | None, speed: float = 1.0, console: bool = True,
+        typeclass: str | None = None) -> int:
     """Run the portal (and so the server) in this process until it is stopped.
 
     Returns:
@@ -404,7 +410,7 @@ def run(host: str, port: int, db: str | None, speed: float = 1.0, console: bool 
     portals: list[Portal] = []
 
     def main(reactor: Any) -> defer.Deferred:
-        portal = Portal(reactor, rundir, host, port, speed)
+        portal = Portal(reactor, rundir, host, port, speed, typeclass)
         portals.append(portal)
         try:
             portal.start()
