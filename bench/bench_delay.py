@@ -18,7 +18,6 @@ alternating rounds:
 
 from __future__ import annotations
 
-import functools
 import gc
 import json
 import os
@@ -48,7 +47,9 @@ SPREAD = 0.05
 MEMORY_N = 50_000
 RUNS = 3  # runs (or alternating rounds) behind every median below
 
-PERSISTENT_ADDS = {"NORMAL": 10_000, "FULL": 500}  # adds per round: FULL syncs every commit
+#: (rounds of each kind, adds per round): FULL waits for the disk at every commit, and a shared
+#: disk's speed wanders, so its rounds are short and many, the two kinds taking turns.
+PERSISTENT_ROUNDS = {"NORMAL": (5, 4_000), "FULL": (15, 100)}
 PERSISTENT_BACKLOG = 100_000
 STORED = (1_000, 10_000, 100_000)
 OVERDUE_N = STORED[-1]  # the overdue store of the largest load is also fired
@@ -86,29 +87,17 @@ def worker() -> None:
 _SYNCHRONOUS = {0: "OFF", 1: "NORMAL", 2: "FULL", 3: "EXTRA"}
 
 
-def _runtime(db_path: str, synchronous: str | None = None) -> tuple[Any, str]:
-    """A current runtime on the real reactor, its store at ``synchronous`` if given; and how
-    that setting was made."""
-    from evasync import runtime as runtime_module
-    from evasync.store import Store
+def _runtime(db_path: str, synchronous: str | None = None) -> Any:
+    """A current runtime on the real reactor, its store made with ``Store(path, synchronous)``
+    (checked by reading the pragma back)."""
+    from evasync.runtime import Runtime, set_runtime
 
-    how = "default"
+    runtime = Runtime(db_path=db_path, synchronous=synchronous)  # the real reactor
+    set_runtime(runtime)
     if synchronous is not None:
-        try:
-            Store(db_path, synchronous=synchronous).close()
-        except TypeError:  # an evasync without the setting yet: the pragma, set by hand below
-            pass
-        else:
-            runtime_module.Store = functools.partial(Store, synchronous=synchronous)
-            how = "Store(synchronous=...)"
-    runtime = runtime_module.Runtime(db_path=db_path)  # the real reactor
-    runtime_module.set_runtime(runtime)
-    if synchronous is not None:
-        conn = runtime.store.conn
-        if _SYNCHRONOUS[conn.execute("PRAGMA synchronous").fetchone()[0]] != synchronous:
-            conn.execute(f"PRAGMA synchronous={synchronous}")
-            how = "pragma"
-    return runtime, how
+        found = _SYNCHRONOUS[runtime.store.conn.execute("PRAGMA synchronous").fetchone()[0]]
+        assert found == synchronous, f"asked for synchronous={synchronous}, got {found}"
+    return runtime
 
 
 def _nonpersistent(n: str) -> dict:
@@ -118,7 +107,7 @@ def _nonpersistent(n: str) -> dict:
     import evasync
 
     n = int(n)
-    runtime, _ = _runtime(os.path.join(tempfile.mkdtemp(prefix="evasync-bench-"), "bench.db"))
+    runtime = _runtime(os.path.join(tempfile.mkdtemp(prefix="evasync-bench-"), "bench.db"))
     evasync.delay(0, noop).remove()  # reserves the first block of ids outside the timing
     rng = random.Random(n)
     delays = [rng.random() * SPREAD for _ in range(n)]
@@ -165,7 +154,7 @@ def _memory(db_path: str) -> dict:
 
     import evasync
 
-    runtime, _ = _runtime(db_path)
+    runtime = _runtime(db_path)
     evasync.delay(0, noop).remove()
 
     def traced(add: Any) -> tuple[float, list]:
@@ -197,7 +186,7 @@ def _persistent(db_path: str, synchronous: str, backlogs: str) -> dict:
     with the same pragmas, in alternating rounds; at each backlog (tasks already stored)."""
     import evasync
 
-    runtime, how = _runtime(db_path, synchronous)
+    runtime = _runtime(db_path, synchronous)
     store_conn = runtime.store.conn
     pragmas = {"journal_mode": store_conn.execute("PRAGMA journal_mode").fetchone()[0],
                "synchronous": _SYNCHRONOUS[store_conn.execute("PRAGMA synchronous").fetchone()[0]]}
@@ -205,13 +194,14 @@ def _persistent(db_path: str, synchronous: str, backlogs: str) -> dict:
     raw = sqlite3.connect(db_path, isolation_level=None)
     raw.execute(f"PRAGMA journal_mode={pragmas['journal_mode']}")
     raw.execute(f"PRAGMA synchronous={pragmas['synchronous']}")
-    adds = PERSISTENT_ADDS[synchronous]
+    rounds, adds = PERSISTENT_ROUNDS[synchronous]
     evasync.delay(3600, noop, 0, "kettle", temperature=90, persistent=True)
     row = store_conn.execute("SELECT state, callback, args, kwargs FROM tasks").fetchone()
     # The raw rows' ids run in a block of their own, like evasync's (whose blocks start at
     # 2**20), below the backlog's: both kinds of add write consecutive keys into the same table.
     raw_id, backlog_id = 1 << 40, 1 << 50
-    result: dict[str, Any] = {"how": how, "pragmas": pragmas, "adds": adds, "backlogs": {}}
+    result: dict[str, Any] = {"pragmas": pragmas, "adds": adds, "rounds": rounds,
+                              "backlogs": {}}
     stored = 1
     for backlog in map(int, backlogs.split(",")):
         # The backlog: rows like the timed ones, written in one transaction (its cost is not
@@ -224,21 +214,30 @@ def _persistent(db_path: str, synchronous: str, backlogs: str) -> dict:
         raw.execute("COMMIT")
         stored = backlog
         samples: dict[str, list[float]] = {"delay": [], "raw": []}
-        for _ in range(RUNS):
-            gc.collect()
-            start = time.perf_counter()
+
+        def timed_delays() -> None:
             for i in range(adds):
                 evasync.delay(3600 + i, noop, i, "kettle", temperature=90, persistent=True)
-            samples["delay"].append(adds / (time.perf_counter() - start))
-            gc.collect()
-            start = time.perf_counter()
+
+        def timed_raw() -> None:
+            nonlocal raw_id
             for i in range(adds):
                 raw_id += 1
                 raw.execute("INSERT INTO tasks VALUES (?, ?, ?, ?, ?, ?)",
                             (raw_id, 3600.0 + i, *row))
-            samples["raw"].append(adds / (time.perf_counter() - start))
-        stored += 2 * RUNS * adds
-        result["backlogs"][str(backlog)] = {k: statistics.median(v) for k, v in samples.items()}
+
+        for round_ in range(rounds):
+            # Which kind goes first alternates too: a disk's speed drifts within a round pair.
+            kinds = [("delay", timed_delays), ("raw", timed_raw)]
+            for kind, timed in kinds if round_ % 2 == 0 else kinds[::-1]:
+                gc.collect()
+                start = time.perf_counter()
+                timed()
+                samples[kind].append(adds / (time.perf_counter() - start))
+        stored += 2 * rounds * adds
+        result["backlogs"][str(backlog)] = {
+            **{k: statistics.median(v) for k, v in samples.items()},
+            "ranges": {k: (min(v), max(v)) for k, v in samples.items()}}
     raw.close()
     runtime.close()
     return result
@@ -248,7 +247,7 @@ def _prepare(db_path: str, n: str, when: str) -> dict:
     """Store N persistent tasks, due in an hour (``future``) or already due (``overdue``)."""
     import evasync
 
-    runtime, _ = _runtime(db_path)
+    runtime = _runtime(db_path)
     # Due over the next 100 s, or over the next 10 ms (long past when the load starts).
     seconds, step = (3600.0, 1e-3) if when == "future" else (0.0, 1e-7)
     callback = noop if when == "future" else counted
@@ -287,7 +286,7 @@ def _load(db_path: str, fire: str) -> dict:
     then the reactor runs until every overdue task has fired and its DELETE is committed."""
     from twisted.internet import reactor
 
-    runtime, _ = _runtime(db_path)
+    runtime = _runtime(db_path)
     gc.collect()
     result: dict[str, Any] = {}
     with _GcTimer() as load_gc:
@@ -540,17 +539,20 @@ def _report(rows: list, memory: dict, adds: dict, loads: list, backlog: dict,
         "`delay(3600 + i, noop, i, \"kettle\", temperature=90, persistent=True)` in a loop: each "
         "add is its own committed SQLite transaction before `delay` returns. The floor: a raw "
         "`sqlite3` `INSERT` of the same row into the same table of the same file, in autocommit "
-        "mode (an insert + commit each), with the same pragmas, in alternating rounds; medians "
-        f"of {RUNS} rounds of each.",
+        "mode (an insert + commit each), with the same pragmas, in alternating rounds (which "
+        "kind goes first alternating too); each figure is the median of its rounds.",
         "",
         "- `synchronous=NORMAL` (WAL), the default: a committed add survives the process being "
         "killed (SIGKILL included), **not an operating-system crash or power loss**, which may "
         "lose the last commits.",
         "- `synchronous=FULL` (WAL): every commit is synced to disk before `delay` returns, so it "
-        "also survives an OS crash or power loss; each add waits for the disk.",
+        "also survives an OS crash or power loss; each add waits for the disk, whose flush time "
+        "on a shared machine can change tenfold within seconds (see the ranges): compare the "
+        "two kinds' medians, taken in alternating rounds, not figures of different runs.",
         "",
-        "| synchronous (as read back) | journal | tasks already stored | adds per round "
-        "| `delay` adds/s | floor: raw insert+commit/s | delay time / floor time |",
+        "| synchronous (as read back) | journal | tasks already stored | rounds × adds "
+        "| `delay` adds/s (rounds' range) | floor: raw insert+commit/s (rounds' range) "
+        "| delay time / floor time |",
         "|---|---|---:|---:|---:|---:|---:|",
     ]
     persistent_ratios = {}
@@ -558,11 +560,13 @@ def _report(rows: list, memory: dict, adds: dict, loads: list, backlog: dict,
         for backlog_n, rates in result["backlogs"].items():
             ratio = rates["raw"] / rates["delay"]
             persistent_ratios[(sync, backlog_n)] = ratio
+            ranges = rates["ranges"]
             lines.append(f"| {result['pragmas']['synchronous']} "
                          f"| {result['pragmas']['journal_mode']} | {int(backlog_n):,} "
-                         f"| {result['adds']:,} "
-                         f"| {rates['delay']:,.0f} | {rates['raw']:,.0f} | {ratio:.2f}x |")
-    full_how = adds["FULL"]["how"]
+                         f"| {result['rounds']} × {result['adds']:,} "
+                         f"| {rates['delay']:,.0f} ({ranges['delay'][0]:,.0f}–"
+                         f"{ranges['delay'][1]:,.0f}) | {rates['raw']:,.0f} "
+                         f"({ranges['raw'][0]:,.0f}–{ranges['raw'][1]:,.0f}) | {ratio:.2f}x |")
     worst = max(persistent_ratios.values())
     lines += [
         "",
@@ -572,10 +576,9 @@ def _report(rows: list, memory: dict, adds: dict, loads: list, backlog: dict,
         "dying, not against an OS crash or power loss; `synchronous=FULL` is the setting for "
         "that.",
         "",
-        ("The FULL rows set the store up with `Store(path, synchronous=\"FULL\")`."
-         if full_how == "Store(synchronous=...)" else
-         "The FULL rows set `PRAGMA synchronous=FULL` on the store's connection by hand: this "
-         "evasync's `Store` has no `synchronous` setting yet."),
+        "The FULL rows run on `Runtime(synchronous=\"FULL\")`, whose store is "
+        "`Store(path, synchronous=\"FULL\")` (`EVASYNC_SYNCHRONOUS=FULL` does the same); the "
+        "*as read back* column is SQLite's own answer to `PRAGMA synchronous`.",
         "",
         "## `load()`",
         "",
