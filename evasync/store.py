@@ -116,8 +116,7 @@ def _sqlite_errors(what: str) -> Callable[[Callable[..., _T]], Callable[..., _T]
             try:
                 return method(self, *args, **kwargs)
             except sqlite3.Error as exc:
-                raise StoreError(f"evasync store {self.real_path!r}: {what} failed: "
-                                 f"{type(exc).__name__}: {exc}") from exc
+                raise self._error(what, exc) from exc
         return wrapper
     return decorate
 
@@ -186,6 +185,10 @@ class Store:
                 self._unlock()
                 raise
         return self._conn
+
+    def _error(self, what: str, exc: sqlite3.Error) -> StoreError:
+        return StoreError(f"evasync store {self.real_path!r}: {what} failed: "
+                          f"{type(exc).__name__}: {exc}")
 
     def _fail(self, why: str) -> StoreError:
         return StoreError(f"evasync store {self.real_path!r}: {why}. "
@@ -317,11 +320,14 @@ class Store:
 
     # -- tasks -----------------------------------------------------------------------------
 
-    @_sqlite_errors("storing a task")
     def add_task(self, task_id: int, due: float, state: str, callback: str, args: str,
                  kwargs: str) -> None:
-        self.conn.execute("INSERT INTO tasks VALUES (?, ?, ?, ?, ?, ?)",
-                          (task_id, due, state, callback, args, kwargs))
+        # Written out rather than decorated: a persistent delay() pays for every call here.
+        try:
+            (self._conn or self.conn).execute("INSERT INTO tasks VALUES (?, ?, ?, ?, ?, ?)",
+                                              (task_id, due, state, callback, args, kwargs))
+        except sqlite3.Error as exc:
+            raise self._error("storing a task", exc) from exc
 
     @_sqlite_errors("updating a task")
     def set_task_state(self, task_id: int, state: str, due: float) -> None:

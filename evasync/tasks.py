@@ -50,11 +50,17 @@ STALE_TIMEOUT = 60
 _LOGGED_ROWS = 20
 
 _NO_KWARGS: Mapping[str, Any] = types.MappingProxyType({})
+_NO_KWARGS_TEXT = '{"d":[]}'  # what _codec.dumps({}) gives, written once
 
 
 def check_timedelay(timedelay: Any) -> float:
     """Return ``timedelay`` as a float; TypeError/ValueError if it is not a finite number >= 0."""
     kind = type(timedelay)
+    if kind is float:
+        if 0 <= timedelay < math.inf:
+            return timedelay
+    elif kind is int and 0 <= timedelay < 2 ** 1000:
+        return float(timedelay)
     if kind is not int and kind is not float:
         if isinstance(timedelay, bool) or not isinstance(timedelay, Real):
             raise TypeError(f"timedelay must be a number of seconds, not {timedelay!r} "
@@ -258,10 +264,10 @@ class TaskHandler:
             raise RuntimeError("this task handler was stopped (the runtime was reloaded or "
                                "closed); use evasync.delay() or the new runtime's handler")
         if persistent:
-            where = _name(callback)
             stored = (_codec.callback_text(callback, self._trust),
-                      _codec.dumps(list(args), f"argument list of {where}"),
-                      _codec.dumps(kwargs, f"keyword arguments of {where}"))
+                      _codec.dumps(list(args), "argument list of", callback),
+                      _codec.dumps(kwargs, "keyword arguments of", callback)
+                      if kwargs else _NO_KWARGS_TEXT)
         task = Task(self, self._new_id(), callback, args, kwargs or _NO_KWARGS, persistent,
                     start + seconds)
         if persistent:
