@@ -19,6 +19,7 @@ import json
 import math
 import os
 import site
+import sys
 import sysconfig
 from typing import Any, Callable, Iterable
 
@@ -305,7 +306,7 @@ _CALLBACK_SPECS: dict[Any, str] = {}
 def callback_text(callback: Any, trust: Trust) -> str:
     """The stored form of ``callback`` as JSON text; NotPersistableError if it has none."""
     text = _CALLBACK_SPECS.get(callback) if not hasattr(callback, "__self__") else None
-    if text is not None and trust.allows(callback.__module__):
+    if text is not None and trust.allows(callback.__module__) and _still_there(callback):
         return text
     spec = encode_callback(callback, trust)
     text = json.dumps(spec, separators=(",", ":"))
@@ -315,6 +316,14 @@ def callback_text(callback: Any, trust: Trust) -> str:
         except TypeError:  # an unhashable callable: check it again next time
             pass
     return text
+
+
+def _still_there(function: Any) -> bool:
+    """True if the function's module (already imported) still has it under its name."""
+    target = sys.modules.get(function.__module__)
+    for part in function.__qualname__.split("."):
+        target = getattr(target, part, None)
+    return target is function
 
 
 def encode_callback(callback: Any, trust: Trust) -> dict:
@@ -379,24 +388,54 @@ def _is_command(owner: Any) -> bool:
                for cls in type(owner).__mro__)
 
 
-def resolve_path(module: str, qualname: str, trust: Trust) -> Any:
-    """Import ``module`` and follow ``qualname``; LookupError with the reason if that fails or
-    ``trust`` does not allow the module (which is then not imported at all)."""
-    if not isinstance(module, str) or not isinstance(qualname, str) or not module:
+def resolve_path(module: str, qualname: str, trust: Trust,
+                 failed_imports: dict[str, str] | None = None) -> Any:
+    """Import ``module`` and follow ``qualname`` to a function or class *defined there*;
+    LookupError with the reason if that fails.
+
+    Nothing is imported from a module ``trust`` does not allow; the name may only pass
+    through classes of the module (``Outer.Inner.method``), never through a module or an
+    object it imported (``os.system`` reached through ``evasync.store``), and what it names
+    must say it is that very name (its ``__module__`` and ``__qualname__``), which is what
+    :func:`encode_callback` stores. evasync's own functions are not callbacks the store may
+    name: only its classes (typeclasses, command sets) are.
+
+    Args:
+        failed_imports: Modules that already failed to import, with the reason (filled in):
+            a module whose import raises is not run again for every row that names it.
+    """
+    if not isinstance(module, str) or not isinstance(qualname, str) or not module \
+            or not qualname:
         raise LookupError(f"not a stored name: {module!r}:{qualname!r}")
     if not trust.allows(module):
         raise LookupError(trust.refusal(module))
+    if failed_imports is not None and module in failed_imports:
+        raise LookupError(failed_imports[module])
     try:
         target: Any = importlib.import_module(module)
     except Exception as exc:  # any import failure means "cannot be resolved"
-        raise LookupError(f"module {module!r} does not import: {exc!r}") from None
-    for part in qualname.split("."):
+        reason = f"module {module!r} does not import: {exc!r}"
+        if failed_imports is not None:
+            failed_imports[module] = reason
+        raise LookupError(reason) from None
+    parts = qualname.split(".")
+    for index, part in enumerate(parts):
+        if index and not (isinstance(target, type) and target.__module__ == module):
+            raise LookupError(f"{module}:{qualname} does not name something defined in "
+                              f"{module} ({'.'.join(parts[:index])} is not a class of it)")
         try:
             target = getattr(target, part)
         except AttributeError:
             raise LookupError(f"{module}:{qualname} not found ({part!r} missing)") from None
     if not callable(target):
         raise LookupError(f"{module}:{qualname} is not callable")
+    if getattr(target, "__module__", None) != module or \
+            getattr(target, "__qualname__", None) != qualname:
+        raise LookupError(f"{module}:{qualname} is {target!r}, which is not defined there "
+                          "under that name (a name the module imported from elsewhere)")
+    if module.partition(".")[0] == "evasync" and not isinstance(target, type):
+        raise LookupError(f"{module}:{qualname} is one of evasync's own functions, which the "
+                          "store may not name; store a function of your game instead")
     return target
 
 
@@ -424,15 +463,16 @@ def resolve_name(name: str, trust: Trust) -> Any:
     return resolve_path(module, qualname, trust)
 
 
-def decode_callback(text: str, get_object: Callable[[int], Any], trust: Trust) -> Any:
+def decode_callback(text: str, get_object: Callable[[int], Any], trust: Trust,
+                    failed_imports: dict[str, str] | None = None) -> Any:
     """Inverse of :func:`callback_text`; LookupError (or ValueError for a damaged text) with a
-    reason when it cannot be resolved."""
+    reason when it cannot be resolved (see :func:`resolve_path` for ``failed_imports``)."""
     spec = json.loads(text)
     if not isinstance(spec, dict):
         raise ValueError(f"malformed stored callback {text!r}")
     if "path" in spec:
         module, _, qualname = str(spec["path"]).partition(":")
-        return resolve_path(module, qualname, trust)
+        return resolve_path(module, qualname, trust, failed_imports)
     owner = get_object(spec["obj"])
     method = getattr(owner, str(spec["method"]), None)
     if not callable(method):

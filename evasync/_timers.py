@@ -4,7 +4,10 @@ A reactor's ``callLater`` costs about 470 bytes a call (its ``DelayedCall`` keep
 dozen attributes); a game may hold a hundred thousand pending delays and paused commands. Here a
 pending call is one small list ``[time, seq, func, arg, timers]`` in a heap, and the clock holds
 a single call, for the soonest of them. Calls due at the same time run in the order they were scheduled,
-as with Twisted's own clocks.
+as with Twisted's own clocks; calls of the same ``Timers`` run in time order with the clock's
+other calls too, even when the clock jumps ahead (each entry runs no earlier than in its own
+turn). Two calls due at exactly the same time, one here and one made on the clock directly, may
+run in either order.
 """
 
 from __future__ import annotations
@@ -45,7 +48,8 @@ class Timers:
         has passed). Returns the entry, for :meth:`cancel`."""
         entry = [when, next(self._seq), func, arg, self]
         heapq.heappush(self._heap, entry)
-        if not self._running and (self._call is None or when < self._call_time):
+        if not self._running and (self._call is None or when < self._call_time
+                                  or not self._call.active()):
             self._wake_at(when)
         return entry
 
@@ -98,7 +102,20 @@ class Timers:
             if self._call is not None and self._call.active():
                 self._call.cancel()
             self._call = None
-        elif self._call is None or self._heap[0][0] != self._call_time:
+        elif self._call is None or self._heap[0][0] != self._call_time \
+                or not self._call.active():
+            self._wake_at(self._heap[0][0])
+
+    def move_to(self, clock: IReactorTime) -> None:
+        """Go on on ``clock``: every entry keeps the time it had left on the old one."""
+        offset = clock.seconds() - self.clock.seconds()
+        if self._call is not None and self._call.active():
+            self._call.cancel()
+        self._call = None
+        for entry in self._heap:
+            entry[0] += offset
+        self.clock = clock
+        if self._heap:
             self._wake_at(self._heap[0][0])
 
     def _wake_at(self, when: float) -> None:
@@ -109,7 +126,9 @@ class Timers:
 
     def _run(self) -> None:
         self._call = None
-        now = self.clock.seconds()
+        # What was due when this call was: a clock that jumped ahead (a busy reactor, a test's
+        # advance(10)) gets a call for each later time, so its own calls in between run first.
+        now = self._call_time
         # Only what was scheduled before this turn: a call that schedules another at once
         # (delay(0) in a callback) must not keep this loop going forever.
         last = next(self._seq)

@@ -112,10 +112,11 @@ def execute_cmd(caller: "DefaultObject", raw_string: str, session: Any = None) -
     driver = caller._runtime.driver
     line = raw_string.strip()
     if driver.is_asking(caller):
-        # The line answers the question, unless it names a command that runs even then.
-        urgent = [c for c in caller.cmdset.commands().values()
-                  if c.runs_during_questions and c.access(caller, "cmd")]
-        if not (urgent and line and match(urgent, line)):
+        # The line answers the question, unless it is just the name of a command that runs
+        # even then ("quit"; "quit it" is an answer).
+        typed = line.lower()
+        if not any(c.runs_during_questions and typed in (c.key, *c.aliases)
+                   and c.access(caller, "cmd") for c in caller.cmdset.commands().values()):
             driver.answer(caller, raw_string)
             return defer.succeed(None)
     if not line:

@@ -36,7 +36,8 @@ class Command:
             lock string is a :class:`~evasync.locks.LockError` when the class is created.
         help_category: Group shown by ``help``.
         runs_during_questions: True for a command that still runs while a question waits for
-            the caller's answer (``quit``, say); any other line is the answer. Default False.
+            the caller's answer, when the line is just its name or an alias (``quit``, say);
+            any other line is the answer. Default False.
         caller: (at run time) The object that typed the command.
         args: (at run time) Everything typed after the command name, as typed.
         cmdstring: (at run time) The name or alias the caller used.
@@ -273,10 +274,12 @@ class CmdSetHandler:
     """
 
     _DB_KEY = "_cmdsets"
+    _DEFAULT_KEY = "_cmdset_default"
 
     def __init__(self, obj: "DefaultObject") -> None:
         self._obj = obj
         self._trust = obj._runtime.trust
+        self._default: str | None = None
         self._sets: list[CmdSet] = []
         # One set that fails to load (a typo in a game module, say) must not take the others,
         # such as the one holding `reload`, down with it: log it and go on.
@@ -313,6 +316,26 @@ class CmdSetHandler:
             stored = list(self._obj.db.get(self._DB_KEY) or [])
             if path not in stored:
                 setattr(self._obj.db, self._DB_KEY, stored + [path])
+
+    def add_default(self, cmdset: type[CmdSet] | CmdSet | str, persistent: bool = True) -> None:
+        """Add the object's base command set, first in line (the others override it) and
+        stored unless ``persistent=False``: what Evennia games call in
+        ``at_object_creation()``. A new default replaces the one added before."""
+        cls = _cmdset_class(cmdset, self._trust)
+        path = f"{cls.__module__}:{cls.__qualname__}"
+        previous = self._default or self._obj.db.get(self._DEFAULT_KEY)
+        if previous and previous != path:
+            try:
+                self.remove(previous)
+            except (LookupError, TypeError):
+                pass  # its class is gone: nothing of it is loaded anyway
+        self.add(cmdset, persistent=persistent)
+        self._sets.insert(0, self._sets.pop())
+        self._default = path
+        if persistent:
+            stored = list(self._obj.db.get(self._DB_KEY) or [])
+            setattr(self._obj.db, self._DB_KEY, [path] + [p for p in stored if p != path])
+            setattr(self._obj.db, self._DEFAULT_KEY, path)
 
     def remove(self, cmdset: type[CmdSet] | CmdSet | str) -> bool:
         """Remove a command set (and forget it in the store). True if it was there."""

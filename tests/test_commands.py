@@ -993,6 +993,18 @@ def test_a_command_that_runs_during_questions_is_not_taken_for_an_answer(rt):
     assert alice.heard() == ["Sure?", "You leave.", "Answered look."]
 
 
+def test_add_default_puts_the_base_set_first_stores_it_and_replaces_an_older_default(rt):
+    alice = Player(rt, "Alice")
+    alice.obj.cmdset.add(DanceCmdSet, persistent=True)
+    alice.obj.cmdset.add_default("tests._commands_support.VanishingCmdSet")
+    assert type(alice.obj.cmdset.all()[0]) is _commands_support.VanishingCmdSet
+    alice.obj.cmdset.add_default(BasicCmdSet)
+    rt.reload()
+    alice.refetch()
+    kinds = [type(s) for s in alice.obj.cmdset.all()]
+    assert kinds == [BasicCmdSet, DanceCmdSet]       # the old default replaced, order kept
+
+
 def test_only_the_lock_of_the_command_typed_is_checked(rt):
     checked = []
 
