@@ -4,9 +4,8 @@ A reactor's ``callLater`` costs about 470 bytes a call (its ``DelayedCall`` keep
 dozen attributes); a game may hold a hundred thousand pending delays and paused commands. Here a
 pending call is one small list ``[time, seq, func, arg, timers]`` in a heap, and the clock holds
 a single call, for the soonest of them. Calls due at the same time run in the order they were scheduled,
-as with Twisted's own clocks; calls of the same ``Timers`` run in time order with the clock's
-other calls too, even when the clock jumps ahead (each entry runs no earlier than in its own
-turn). Two calls due at exactly the same time, one here and one made on the clock directly, may
+as with Twisted's own clocks; on a clock advanced by hand (a test's ``Clock``) they also run in
+time order with the clock's other calls when it jumps ahead. Two calls due at exactly the same time, one here and one made on the clock directly, may
 run in either order.
 """
 
@@ -29,10 +28,12 @@ class Timers:
         clock: The clock everything is scheduled on.
     """
 
-    __slots__ = ("clock", "_heap", "_seq", "_call", "_call_time", "_dead", "_running")
+    __slots__ = ("clock", "_heap", "_seq", "_call", "_call_time", "_dead", "_running",
+                 "_stepwise")
 
     def __init__(self, clock: IReactorTime) -> None:
         self.clock = clock
+        self._stepwise = hasattr(clock, "advance")
         self._heap: list[Entry] = []
         self._seq = itertools.count()
         self._call: Any = None      # the clock's call for the soonest entry
@@ -115,6 +116,7 @@ class Timers:
         for entry in self._heap:
             entry[0] += offset
         self.clock = clock
+        self._stepwise = hasattr(clock, "advance")
         if self._heap:
             self._wake_at(self._heap[0][0])
 
@@ -126,9 +128,11 @@ class Timers:
 
     def _run(self) -> None:
         self._call = None
-        # What was due when this call was: a clock that jumped ahead (a busy reactor, a test's
-        # advance(10)) gets a call for each later time, so its own calls in between run first.
-        now = self._call_time
+        # A clock advanced by hand (a test's Clock) jumps: its own calls in between must run in
+        # between, so only what was due at this call's time runs now and the rest gets calls
+        # of its own. A reactor that fell behind runs everything due at once, as it does with
+        # its own calls (a turn per due time would cost several microseconds a delay).
+        now = self._call_time if self._stepwise else self.clock.seconds()
         # Only what was scheduled before this turn: a call that schedules another at once
         # (delay(0) in a callback) must not keep this loop going forever.
         last = next(self._seq)

@@ -212,6 +212,39 @@ class CmdSet:
         return iter(self.commands.values())
 
 
+class CmdHelp(Command):
+    """
+    Show the available commands, or one command's help.
+
+    Usage:
+      help
+      help <command>
+    """
+
+    key = "help"
+    aliases = ["?"]
+
+    def func(self) -> None:
+        commands = [c for c in self.caller.cmdset.commands().values() if c.access(self.caller)]
+        topic = self.args.strip().lower()
+        if topic:
+            found = [c for c in commands if topic == c.key or topic in c.aliases]
+            if not found:
+                self.msg(f"No help for '{topic}'. Type 'help' for a list.")
+                return
+            cls = found[0]
+            aliases = f" (aliases: {', '.join(cls.aliases)})" if cls.aliases else ""
+            self.msg(f"Help for '{cls.key}'{aliases}:\n{cls.get_help()}")
+            return
+        lines = ["Available commands:"]
+        width = max(len(c.key) for c in commands)
+        for cls in sorted(commands, key=lambda c: c.key):
+            summary = cls.get_help().splitlines()[0]
+            lines.append(f"  {cls.key.ljust(width)}  {summary}")
+        lines.append("Type 'help <command>' for more.")
+        self.msg("\n".join(lines))
+
+
 def _cmdset_class(cmdset: type[CmdSet] | CmdSet | str, trust: _codec.Trust) -> type[CmdSet]:
     if isinstance(cmdset, str):
         cmdset = _codec.resolve_name(cmdset, trust)
@@ -327,8 +360,6 @@ class CmdSetHandler:
 
     def commands(self) -> dict[str, type[Command]]:
         """Every command available through the sets, by key (the built-in ``help`` included)."""
-        from .cmdhandler import CmdHelp
-
         merged: dict[str, type[Command]] = {CmdHelp.key: CmdHelp}
         for cmdset in self._sets:
             merged.update(cmdset.commands)

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any, Callable, Iterable, Protocol
 from twisted.logger import Logger
 
 from . import _codec
+from . import cmdhandler
 from .errors import ObjectDeletedError
 
 if TYPE_CHECKING:
@@ -359,9 +360,7 @@ class DefaultObject:
         Returns:
             A Deferred that fires when the command has finished (after any pauses).
         """
-        from .cmdhandler import execute_cmd
-
-        return execute_cmd(self, raw_string, session=session)
+        return cmdhandler.execute_cmd(self, raw_string, session=session)
 
     def delete(self) -> bool:
         """Delete the object and its attributes. True if it existed; False if already deleted."""
