@@ -235,8 +235,7 @@ def test_a_lost_connection_is_shown_and_the_page_reconnects_and_logs_back_in(
         page.command(f"create Bea {PASSWORD}", "Welcome, Bea!")
         server.stop()
         wait_for(lambda: page.body("link") == "closed", what="the page to see the stop")
-        assert page.notice().startswith("The server stopped (the server is shutting down). "
-                                        "Reconnecting in ")
+        assert page.notice().startswith("The server has stopped. Reconnecting in ")
         server.start()
         page.wait_open(opens=2)
         page.expect("Welcome back, Bea!")           # logged back in by the page

@@ -161,7 +161,7 @@
       setLinkNotice(`The server closed the connection${reason}.`, "Connect again");
     } else {                              // dropped, or the server stopped: try again
       setLink("closed", "connection lost");
-      retryLater(event.code === STOPPING ? `The server stopped${reason}.` : "Connection lost.");
+      retryLater(event.code === STOPPING ? "The server has stopped." : "Connection lost.");
     }
   }
 
