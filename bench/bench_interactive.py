@@ -11,7 +11,9 @@ real one): a process can run it only once. Measured there, in one run:
   ``reactor.callLater`` (the least a pause on the reactor can cost);
 * time: N generators each resumed ``ROUNDS`` times by the driver (``yield 0``: every resume goes
   through the reactor), against the floor of a bare ``reactor.callLater(0)`` that reschedules
-  itself, and a bare generator resumed by one.
+  itself, and a bare generator resumed by one;
+* the same for ``async def`` bodies (``await sleep(60)`` paused, ``await sleep(0)`` resumed),
+  beside the generators.
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ import tracemalloc
 from typing import Any, Callable
 
 from bench._machine import describe as describe_machine, load, load_note
+from evasync.driver import sleep
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 
@@ -56,6 +59,23 @@ def paused_forever():
 def resumed(rounds: int):
     for _ in range(rounds):
         yield 0
+
+
+async def paused_forever_async():
+    while True:
+        await sleep(60)
+
+
+async def resumed_async(rounds: int):
+    for _ in range(rounds):
+        await sleep(0)
+
+
+def _bare_coroutine():
+    """A bare coroutine paused at an ``await`` (started, held): the floor of the async rows."""
+    coro = paused_forever_async()
+    coro.send(None)
+    return coro
 
 
 # -- memory ---------------------------------------------------------------------------------------
@@ -91,9 +111,23 @@ def measure_memory(runtime: Any, reactor: Any) -> dict[str, float]:
             runtime.driver.run(paused_forever(), caller)
         assert len(runtime.driver) == N
 
+    def bare_async():
+        return [_bare_coroutine() for _ in range(N)]
+
+    def driven_async():
+        for caller in callers:
+            runtime.driver.run(paused_forever_async(), caller)
+        assert len(runtime.driver) == N
+
+    def close_all(kept):
+        for coro in kept:
+            coro.close()
+
     rows = {"bare": (bare, lambda kept: None),
             "bare+callLater": (bare_with_call, lambda kept: [c.cancel() for c in kept[1]]),
-            "driver": (driven, lambda kept: runtime.driver.stop())}
+            "driver": (driven, lambda kept: runtime.driver.stop()),
+            "bare coroutine": (bare_async, close_all),
+            "driver, coroutine": (driven_async, lambda kept: runtime.driver.stop())}
     samples: dict[str, list[float]] = {name: [] for name in rows}
     for _ in range(MEMORY_REPEATS):
         for name, (build, teardown) in rows.items():
@@ -151,7 +185,19 @@ def _timing_rows(runtime: Any, reactor: Any) -> dict[str, Callable[[Callable[[],
         for caller in callers:
             runtime.driver.run(resumed(ROUNDS), caller).addCallback(finished)
 
-    return {"callLater": bare_call_later, "generator": bare_generator, "driver": driver}
+    def driver_async(done):
+        left = [N]
+
+        def finished(_):
+            left[0] -= 1
+            if not left[0]:
+                done()
+
+        for caller in callers:
+            runtime.driver.run(resumed_async(ROUNDS), caller).addCallback(finished)
+
+    return {"callLater": bare_call_later, "generator": bare_generator, "driver": driver,
+            "driver, coroutine": driver_async}
 
 
 def measure_time(runtime: Any, reactor: Any) -> dict[str, dict[str, float]]:
@@ -268,6 +314,15 @@ def render(measured: dict, load_before: str, load_after: str) -> str:
         f"| {memory['bare+callLater']:,.0f} | {memory['bare+callLater'] / memory['bare']:.1f} |",
         f"| evasync driver: `driver.run(gen, caller)`, the generator paused at `yield 60` "
         f"| {memory['driver']:,.0f} | {memory['driver'] / memory['bare']:.1f} |",
+        f"| bare paused coroutine (`while True: await sleep(60)`, started, held in a list) "
+        f"| {memory['bare coroutine']:,.0f} | {memory['bare coroutine'] / memory['bare']:.1f} |",
+        f"| evasync driver: `driver.run(coro, caller)`, the coroutine paused at "
+        f"`await sleep(60)` | {memory['driver, coroutine']:,.0f} "
+        f"| {memory['driver, coroutine'] / memory['bare']:.1f} |",
+        "",
+        "A coroutine object is larger than a generator's; what the driver adds to either is the "
+        f"same ({memory['driver'] - memory['bare']:,.0f} B for a generator, "
+        f"{memory['driver, coroutine'] - memory['bare coroutine']:,.0f} B for a coroutine).",
         "",
         f"Target, at most {TARGET_BYTES} bytes per paused generator on the reactor: "
         f"**{'met' if memory['driver'] <= TARGET_BYTES else 'NOT met'}** "
@@ -292,6 +347,9 @@ def render(measured: dict, load_before: str, load_after: str) -> str:
         f"| evasync driver: `yield 0` in a driven generator "
         f"| {times['driver']['cpu']:.2f} | {times['driver']['wall']:.2f} "
         f"| {times['driver']['cpu'] / floor['cpu']:.2f} |",
+        f"| evasync driver: `await sleep(0)` in a driven coroutine "
+        f"| {times['driver, coroutine']['cpu']:.2f} | {times['driver, coroutine']['wall']:.2f} "
+        f"| {times['driver, coroutine']['cpu'] / floor['cpu']:.2f} |",
         "",
         _driver_share(times),
         "",
