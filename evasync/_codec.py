@@ -269,6 +269,15 @@ class Decoder:
         raise ValueError(f"unknown tag {tag!r} in stored data")
 
 
+def dumps_arguments(args: tuple, owner: Any) -> str:
+    """A persistent task's positional arguments as JSON text (a list): :func:`dumps` of
+    ``list(args)``, without the copy; NotPersistableError names the argument refused."""
+    try:
+        return "[" + ",".join([_encode(arg, 1) for arg in args]) + "]"
+    except (_Refused, RecursionError):
+        return dumps(list(args), "argument list of", owner)
+
+
 def dumps(value: Any, where: str, owner: Any = None) -> str:
     """``value`` as JSON text for the store, every container tagged with its type.
 
@@ -300,30 +309,27 @@ def loads(text: str, get_object: Callable[[int], Any]) -> Any:
 
 #: Module-level functions already checked, with their stored form (checking imports the module
 #: and follows the name, which need not happen on every delay()).
-_CALLBACK_SPECS: dict[Any, str] = {}
+_CALLBACK_SPECS: dict[Any, tuple[str, str, dict, str]] = {}
 
 
 def callback_text(callback: Any, trust: Trust) -> str:
     """The stored form of ``callback`` as JSON text; NotPersistableError if it has none."""
-    text = _CALLBACK_SPECS.get(callback) if not hasattr(callback, "__self__") else None
-    if text is not None and trust.allows(callback.__module__) and _still_there(callback):
-        return text
+    cached = _CALLBACK_SPECS.get(callback) if not hasattr(callback, "__self__") else None
+    if cached is not None:
+        text, module, namespace, name = cached
+        # Still that module's function under that name, and the module still trusted?
+        if namespace.get(name) is callback and trust.allows(module):
+            return text
     spec = encode_callback(callback, trust)
     text = json.dumps(spec, separators=(",", ":"))
-    if "path" in spec and not hasattr(callback, "__self__"):
+    qualname = getattr(callback, "__qualname__", "")
+    if "path" in spec and not hasattr(callback, "__self__") and "." not in qualname:
+        module = sys.modules.get(callback.__module__)
         try:
-            _CALLBACK_SPECS[callback] = text
-        except TypeError:  # an unhashable callable: check it again next time
+            _CALLBACK_SPECS[callback] = (text, callback.__module__, vars(module), qualname)
+        except TypeError:  # an unhashable callable, or no module dict: checked every time
             pass
     return text
-
-
-def _still_there(function: Any) -> bool:
-    """True if the function's module (already imported) still has it under its name."""
-    target = sys.modules.get(function.__module__)
-    for part in function.__qualname__.split("."):
-        target = getattr(target, part, None)
-    return target is function
 
 
 def encode_callback(callback: Any, trust: Trust) -> dict:

@@ -53,13 +53,16 @@ _NO_KWARGS: Mapping[str, Any] = types.MappingProxyType({})
 _NO_KWARGS_TEXT = '{"d":[]}'  # what _codec.dumps({}) gives, written once
 
 
+_HUGE = 2 ** 1000  # ints below convert to a finite float (computed once: Python folds no such constant)
+
+
 def check_timedelay(timedelay: Any) -> float:
     """Return ``timedelay`` as a float; TypeError/ValueError if it is not a finite number >= 0."""
     kind = type(timedelay)
     if kind is float:
         if 0 <= timedelay < math.inf:
             return timedelay
-    elif kind is int and 0 <= timedelay < 2 ** 1000:
+    elif kind is int and 0 <= timedelay < _HUGE:
         return float(timedelay)
     if kind is not int and kind is not float:
         if isinstance(timedelay, bool) or not isinstance(timedelay, Real):
@@ -274,7 +277,7 @@ class TaskHandler:
                                "closed); use evasync.delay() or the new runtime's handler")
         if persistent:
             stored = (_codec.callback_text(callback, self._trust),
-                      _codec.dumps(list(args), "argument list of", callback),
+                      _codec.dumps_arguments(args, callback),
                       _codec.dumps(kwargs, "keyword arguments of", callback)
                       if kwargs else _NO_KWARGS_TEXT)
         task = Task(self, self._new_id(), callback, args, kwargs or _NO_KWARGS, persistent,
