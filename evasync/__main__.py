@@ -27,6 +27,10 @@ def main(argv: list[str] | None = None) -> int:
     start.add_argument("--speed", type=float, default=1.0,
                        help="game time runs this many times faster (demos and tests; use a "
                             "throw-away store)")
+    start.add_argument("--exempt-address", action="append", default=[], metavar="ADDRESS",
+                       help="an address the per-address limits (connections, accounts made, "
+                            "failed logins) do not apply to, e.g. 127.0.0.1 for a load test; "
+                            "repeatable")
     start.add_argument("--quiet", action="store_true", help=argparse.SUPPRESS)
     command("stop", "stop the server gracefully (persistent delays stay stored)")
     command("reload", "restart the game with the code on disk; players stay connected")
@@ -39,7 +43,8 @@ def main(argv: list[str] | None = None) -> int:
         if not options.speed > 0:
             parser.error(f"--speed must be > 0, not {options.speed}")
         return control.start(options.host, options.port, options.db, options.foreground,
-                             options.speed, console=not options.quiet)
+                             options.speed, console=not options.quiet,
+                             exempt=options.exempt_address)
     return getattr(control, options.command)(options.db)
 
 

@@ -26,7 +26,7 @@ TINTIN = shutil.which("tt++") or next(
 
 SCRIPT = """\
 #config {{log}} {{plain}}
-#action {{create <name> <password>}} {{create Tintin s3cret}} {{5}}
+#action {{create <name> <password>}} {{create Tintin s3cret-pw}} {{5}}
 #action {{Welcome, Tintin!}} {{echo hello valley}}
 #action {{The valley answers: %*}} {{#delay {{0.5}} {{#end}}}}
 #session demo 127.0.0.1 {port}

@@ -11,6 +11,7 @@ import signal
 import subprocess
 import sys
 import time
+from typing import Iterable
 
 from .rundir import RunDir
 
@@ -46,7 +47,7 @@ def _describe(state: dict) -> str:
 
 
 def start(host: str, port: int, db: str | None, foreground: bool, speed: float = 1.0,
-          console: bool = True) -> int:
+          console: bool = True, exempt: Iterable[str] = ()) -> int:
     """Start the server: in this process (``foreground``) or as a daemon, once it is ready."""
     rundir = RunDir(db)
     running = rundir.pid()
@@ -56,11 +57,13 @@ def start(host: str, port: int, db: str | None, foreground: bool, speed: float =
     if foreground:
         from .portal import run
 
-        return run(host, port, rundir.db, speed, console)
+        return run(host, port, rundir.db, speed, console, exempt)
     rundir.create()
     args = [sys.executable, "-m", "evasync", "start", "--foreground", "--quiet", "--host", host,
             "--port", str(port), "--speed", repr(speed), "--db", rundir.db]
-    with open(rundir.logfile, "a") as logfile:  # anything printed before logging starts
+    for address in exempt:
+        args += ["--exempt-address", address]
+    with rundir.open_log() as logfile:  # anything printed before logging starts
         child = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=logfile,
                                  stderr=subprocess.STDOUT, start_new_session=True)
     deadline = time.monotonic() + TIMEOUT
