@@ -31,7 +31,9 @@ MIN_PASSWORD = 8
 #: Names nobody may take; refused with the same words as a name that is taken.
 RESERVED = frozenset({"root", "superuser", "system", "server", "evasync", "nobody", "everyone",
                       "staff", "moderator"})
-HASH_THREADS = 2
+#: Hashes at once: half the cores (at least one), so that logins never take every core from
+#: the game and the portal.
+HASH_THREADS = max(1, (os.cpu_count() or 2) // 2)
 HASH_QUEUE = 64
 CHARACTER_TYPECLASS = "evasync.server.characters:Character"
 
