@@ -1,7 +1,11 @@
 """Sybil: every code block and transcript in docs/ runs; any block nothing runs is a failure.
 
-Each page gets its own virtual-time runtime, named ``runtime`` in its Python blocks. Transcript
-blocks are played by :class:`evasync.transcript.TranscriptParser`. Shell blocks (``console``)
+Each page runs in its own namespace with nothing handed in: a page that uses a runtime makes it
+in a block the reader sees (``runtime = VirtualRuntime()``), and every runtime a page made is
+closed after its last block. Transcript blocks are played by
+:class:`evasync.transcript.TranscriptParser`, twice: on evasync, and (all but those marked
+``:evasync-only:``) on a real Evennia game in ``.venv-evennia`` (made by ``make test``; see
+``tests/evennia/player.py``), as the tests named ``sybil:evennia,...``. Shell blocks (``console``)
 are checked against the project: each ``make`` target must exist in the Makefile and each
 ``python -m`` module must import. Any other fenced block fails unless a ``% skip: next "reason"``
 comment stands before it.
@@ -20,19 +24,24 @@ from sybil.parsers.markdown.lexers import RawFencedCodeBlockLexer
 from sybil.parsers.myst import PythonCodeBlockParser, SkipParser
 
 from evasync.testing import VirtualRuntime
-from evasync.transcript import TranscriptParser
+from evasync.transcript import ProcessPlayer, TranscriptParser
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
+# The example game is a project of its own: tests/test_own_game.py installs it in a fresh
+# virtual environment and runs its tests and pages there, with its own conftest.py.
+collect_ignore = ["examples"]
+EVENNIA_VENV = ROOT / ".venv-evennia"
+EVENNIA = ProcessPlayer([str(EVENNIA_VENV / "bin" / "python"),
+                         str(ROOT / "tests" / "evennia" / "player.py"),
+                         str(EVENNIA_VENV / "game"), str(ROOT)], name="Evennia")
 RUN_LANGUAGES = {"python", "console", "{transcript}"}
 CODE_DIRECTIVE = re.compile(r"^\{(?:code|code-block|sourcecode)\}\s*")
 
 
-def _setup(namespace):
-    namespace["runtime"] = VirtualRuntime()
-
-
-def _teardown(namespace):
-    namespace["runtime"].close()
+def _close_runtimes(namespace):
+    for value in list(namespace.values()):
+        if isinstance(value, VirtualRuntime):
+            value.close()
 
 
 def _make_targets():
@@ -110,10 +119,17 @@ class UnrunBlockParser:
             "or {transcript} block, or put '% skip: next \"why it cannot run\"' before it")
 
 
-pytest_collect_file = Sybil(
-    parsers=[PythonCodeBlockParser(doctest_optionflags=doctest.ELLIPSIS), TranscriptParser(), ConsoleParser(), UnrunBlockParser(),
-             SkipParser()],
+def pytest_sessionfinish(session):
+    EVENNIA.close()
+
+
+pytest_collect_file = (Sybil(
+    parsers=[PythonCodeBlockParser(doctest_optionflags=doctest.ELLIPSIS), TranscriptParser(),
+             ConsoleParser(), UnrunBlockParser(), SkipParser()],
     patterns=["*.md", "**/*.md"],
-    setup=_setup,
-    teardown=_teardown,
-).pytest()
+    teardown=_close_runtimes,
+) + Sybil(
+    parsers=[TranscriptParser(player=EVENNIA)],
+    patterns=["*.md", "**/*.md"],
+    name="evennia",
+)).pytest()

@@ -2,7 +2,7 @@
 
 from .cmdhandler import CmdHelp
 from .commands import CmdSet, CmdSetHandler, Command, MuxCommand
-from .driver import CallerGone, YieldError, ask, returnValue
+from .driver import CallerGone, YieldError, ask, returnValue, sleep
 from .interactive import interactive
 from .locks import LockError
 from .api import create_object, delay, get_object, search_object
@@ -44,5 +44,6 @@ __all__ = [
     "run_async",
     "search_object",
     "set_runtime",
+    "sleep",
     "use_runtime",
 ]

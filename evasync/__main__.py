@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
 
@@ -31,6 +32,9 @@ def main(argv: list[str] | None = None) -> int:
                        help="an address the per-address limits (connections, accounts made, "
                             "failed logins) do not apply to, e.g. 127.0.0.1 for a load test; "
                             "repeatable")
+    start.add_argument("--typeclass", metavar="MODULE:CLASS",
+                       help="the typeclass of new characters, for your own game (default: the "
+                            "demo's); its package must be installed or in the current folder")
     start.add_argument("--quiet", action="store_true", help=argparse.SUPPRESS)
     command("stop", "stop the server gracefully (persistent delays stay stored)")
     command("reload", "restart the game with the code on disk; players stay connected")
@@ -42,9 +46,17 @@ def main(argv: list[str] | None = None) -> int:
     if options.command == "start":
         if not options.speed > 0:
             parser.error(f"--speed must be > 0, not {options.speed}")
+        if options.typeclass:
+            from .server.accounts import check_typeclass
+
+            # The game process runs as `python -m ...` in this folder, so it imports from here.
+            sys.path.insert(0, os.getcwd())
+            problem = check_typeclass(options.typeclass)
+            if problem:
+                parser.error(problem)
         return control.start(options.host, options.port, options.db, options.foreground,
                              options.speed, console=not options.quiet,
-                             exempt=options.exempt_address)
+                             exempt=options.exempt_address, typeclass=options.typeclass)
     return getattr(control, options.command)(options.db)
 
 

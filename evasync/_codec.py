@@ -2,7 +2,11 @@
 
 Every container is tagged so that types survive the round trip: a tuple stays a tuple, a set a
 set, and dict keys keep their types. Stored game objects travel as references by id. Anything
-else is refused with :class:`~evasync.errors.NotPersistableError` naming what was refused.
+else is refused with :class:`~evasync.errors.NotPersistableError` naming what was refused, and so
+is data nested deeper than :data:`MAX_DEPTH` (the decoder could not read it back).
+
+Names read back from the store (callbacks, typeclasses, command sets) are only imported from
+modules the runtime's :class:`Trust` allows: a row naming ``os:system`` is refused, never run.
 """
 
 from __future__ import annotations
@@ -10,15 +14,29 @@ from __future__ import annotations
 import base64
 import functools
 import importlib
+import importlib.util
 import json
-from typing import Any, Callable
+import math
+import os
+import site
+import sysconfig
+from typing import Any, Callable, Iterable
 
 from .errors import NotPersistableError
 
 _SCALARS = (type(None), bool, int, float, str)
 
-#: One compact encoder for every value (``json.dumps`` with options builds a new one per call).
-_ENCODER = json.JSONEncoder(separators=(",", ":"))
+#: Containers nested deeper than this are refused when stored: JSON decoding recurses once per
+#: level (twice for tagged containers), and a value that cannot be read back must never be
+#: accepted.
+MAX_DEPTH = 100
+
+#: Subclasses of list, dict and set that are stored as their base type (the ``db`` containers
+#: that save themselves on change register here).
+PLAIN_ALIASES: dict[type, type] = {}
+
+#: JSON's own (C) string quoting.
+_string = json.encoder.encode_basestring_ascii  # type: ignore[attr-defined]
 
 _HOW_TO_FIX = (
     "persistent tasks can store module-level functions, methods of stored game objects, plain "
@@ -26,6 +44,92 @@ _HOW_TO_FIX = (
     "game objects"
 )
 
+
+# -- which modules stored names may come from ------------------------------------------------
+
+#: Top-level packages always trusted.
+ALWAYS_TRUSTED = ("evasync", "howtos")
+
+
+def _installation_dirs() -> tuple[str, ...]:
+    paths = sysconfig.get_paths()
+    dirs = {paths[key] for key in ("stdlib", "platstdlib", "purelib", "platlib") if key in paths}
+    try:
+        dirs.update(site.getsitepackages())
+    except AttributeError:  # some virtualenv builds
+        pass
+    user = site.getusersitepackages() if hasattr(site, "getusersitepackages") else None
+    if isinstance(user, str):
+        dirs.add(user)
+    return tuple(os.path.realpath(d) + os.sep for d in dirs if d)
+
+
+class Trust:
+    """Which modules the store may name: where persistent callbacks, typeclasses and stored
+    command sets can come from.
+
+    A module is trusted if its top-level package is ``evasync``, ``howtos``, one of
+    ``modules`` (or of ``$EVASYNC_TRUSTED``, comma-separated), or, with ``game_code`` (the
+    default), game code: a package found outside the Python installation and its
+    site-packages (your game's own folder, a source checkout). The standard library, built-in
+    modules and installed third-party packages are not trusted, so a store row naming
+    ``os:system``, ``subprocess:run`` or ``builtins:exec`` is refused.
+
+    Args:
+        modules: More top-level package names to trust (an installed game package, say).
+        game_code: Trust packages that live outside the Python installation.
+    """
+
+    def __init__(self, modules: Iterable[str] = (), game_code: bool = True) -> None:
+        extra = [m.strip() for m in os.environ.get("EVASYNC_TRUSTED", "").split(",")]
+        self.modules = frozenset(filter(None, [*ALWAYS_TRUSTED, *modules, *extra]))
+        self.game_code = game_code
+        self._verdicts: dict[str, bool] = {}
+
+    def __repr__(self) -> str:
+        return f"<Trust {sorted(self.modules)} game_code={self.game_code}>"
+
+    def allows(self, module: str) -> bool:
+        """True if names from ``module`` (a dotted module name) may be stored and loaded.
+
+        Decided without importing anything but the parent packages' import machinery: the
+        module itself is not run to find out.
+        """
+        top = module.partition(".")[0]
+        verdict = self._verdicts.get(top)
+        if verdict is None:
+            verdict = self._verdicts[top] = top in self.modules or (
+                self.game_code and _is_game_code(top))
+        return verdict
+
+    def refusal(self, module: str) -> str:
+        """Why ``module`` is not trusted, and how to trust it."""
+        top = module.partition(".")[0]
+        return (f"module {module!r} is not trusted to be named by the store: it is part of the "
+                f"Python installation or an installed package. Trusted: {', '.join(sorted(self.modules))}"
+                " and your game's own folder. If it is yours, trust it with "
+                f"EVASYNC_TRUSTED={top} or Runtime(trusted=[{top!r}])")
+
+
+def _is_game_code(top: str) -> bool:
+    try:
+        spec = importlib.util.find_spec(top)
+    except (ImportError, ValueError):
+        return False
+    if spec is None:
+        return False
+    if spec.submodule_search_locations:
+        places = list(spec.submodule_search_locations)
+    elif spec.origin and spec.origin not in ("built-in", "frozen"):
+        places = [spec.origin]
+    else:
+        return False
+    installed = _installation_dirs()
+    return bool(places) and not any(
+        (os.path.realpath(place) + os.sep).startswith(installed) for place in places)
+
+
+# -- values ------------------------------------------------------------------------------------
 
 def _is_game_object(value: Any) -> bool:
     return getattr(type(value), "_evasync_game_object", False)
@@ -38,35 +142,92 @@ def _describe(value: Any) -> str:
     return f"{text} (type {type(value).__module__}.{type(value).__qualname__})"
 
 
-def encode(value: Any, where: str) -> Any:
-    """Return a JSON-ready form of ``value``; ``where`` names it in error messages."""
+_CONTAINERS = (list, tuple, set, frozenset, dict)
+
+
+class _Refused(Exception):
+    """An item that cannot be stored; ``message`` says why, after the place that holds it."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+def _float_text(value: float) -> str:
+    if value != value:
+        return "NaN"
+    if value in (math.inf, -math.inf):
+        return "Infinity" if value > 0 else "-Infinity"
+    return float.__repr__(value)
+
+
+def _encode(value: Any, depth: int = 0) -> str:
+    # The JSON text, written directly (about three times faster than building the tagged
+    # structure for json's encoder: a persistent delay() writes its arguments every time). No
+    # place names are built while everything is storable, as it usually is; _explain() walks
+    # again to say where a refusal came from.
     kind = type(value)
-    if kind in _SCALARS:
-        return value
-    if kind is list:
-        return [encode(item, f"{where}[{i}]") for i, item in enumerate(value)]
-    if kind is tuple:
-        return {"t": [encode(item, f"{where}[{i}]") for i, item in enumerate(value)]}
-    if kind is set or kind is frozenset:
-        tag = "s" if kind is set else "f"
-        return {tag: [encode(item, f"{where} item") for item in value]}
-    if kind is dict:
-        return {"d": [[encode(k, f"{where} key {k!r}"), encode(v, f"{where}[{k!r}]")]
-                      for k, v in value.items()]}
+    if kind is str:
+        return _string(value)
+    if kind is int:
+        return int.__repr__(value)
+    if kind is float:
+        return _float_text(value)
+    if value is None:
+        return "null"
+    if kind is bool:
+        return "true" if value else "false"
+    kind = PLAIN_ALIASES.get(kind, kind)
+    if kind in _CONTAINERS:
+        if depth >= MAX_DEPTH:
+            raise _Refused(f"cannot be stored: it is nested more than {MAX_DEPTH} containers "
+                           "deep (or contains itself). Store flatter data.")
+        depth += 1
+        if kind is list:
+            return "[" + ",".join([_encode(item, depth) for item in value]) + "]"
+        if kind is tuple:
+            return '{"t":[' + ",".join([_encode(item, depth) for item in value]) + "]}"
+        if kind is dict:
+            return '{"d":[' + ",".join(["[" + _encode(k, depth) + "," + _encode(v, depth) + "]"
+                                        for k, v in value.items()]) + "]}"
+        tag = '{"s":[' if kind is set else '{"f":['
+        return tag + ",".join([_encode(item, depth) for item in value]) + "]}"
     if kind is bytes:
-        return {"b": base64.b64encode(value).decode("ascii")}
+        return '{"b":"' + base64.b64encode(value).decode("ascii") + '"}'
     if _is_game_object(value):
         if value.id is None or value.deleted:
-            raise NotPersistableError(
-                f"{where} is the deleted game object {value!r}; a persistent task can only "
-                "refer to objects that still exist")
-        return {"o": value.id}
+            raise _Refused(f"is the deleted game object {value!r}; a persistent task can only "
+                           "refer to objects that still exist")
+        return '{"o":' + int.__repr__(value.id) + "}"
     if callable(value):
         hint = ("pass the data the function needs instead, and name the function as the "
                 "task's callback")
     else:
         hint = "convert it to plain data (for example a dict of its fields) before storing it"
-    raise NotPersistableError(f"{where} cannot be stored: {_describe(value)}. {_HOW_TO_FIX}; {hint}.")
+    raise _Refused(f"cannot be stored: {_describe(value)}. {_HOW_TO_FIX}; {hint}.")
+
+
+def _explain(value: Any, where: str, depth: int = 0) -> NotPersistableError:
+    """The refusal of the first item of ``value`` that cannot be stored, naming where it is."""
+    kind = PLAIN_ALIASES.get(type(value), type(value))
+    if kind in _CONTAINERS and depth < MAX_DEPTH:
+        if kind is dict:
+            places = [(f"{where} key {k!r}", k) for k in value]
+            places += [(f"{where}[{k!r}]", v) for k, v in value.items()]
+        elif kind is list or kind is tuple:
+            places = [(f"{where}[{i}]", item) for i, item in enumerate(value)]
+        else:
+            places = [(f"{where} item", item) for item in value]
+        for place, item in places:
+            try:
+                _encode(item, depth + 1)
+            except _Refused:
+                return _explain(item, place, depth + 1)
+    try:
+        _encode(value, depth)
+    except _Refused as refused:
+        return NotPersistableError(f"{where} {refused.message}")
+    raise AssertionError(f"{where}: nothing refused")  # pragma: no cover - callers know better
 
 
 class Decoder:
@@ -84,9 +245,13 @@ class Decoder:
         self._json = json.JSONDecoder(object_hook=self._untag)
 
     def loads(self, text: str) -> Any:
+        if not isinstance(text, str):
+            raise ValueError(f"stored data must be JSON text, not {_describe(text)}")
         return self._json.decode(text)
 
     def _untag(self, data: dict) -> Any:
+        if len(data) != 1:
+            raise ValueError(f"malformed stored data: {_describe(data)}")
         (tag, body), = data.items()
         if tag == "t":
             return tuple(body)
@@ -103,13 +268,26 @@ class Decoder:
         raise ValueError(f"unknown tag {tag!r} in stored data")
 
 
-def dumps(value: Any, where: str) -> str:
-    """:func:`encode` ``value`` as JSON text; ``where`` names it in error messages."""
+def dumps(value: Any, where: str, owner: Any = None) -> str:
+    """``value`` as JSON text for the store, every container tagged with its type.
+
+    Args:
+        where: Names ``value`` in error messages (followed by the name of ``owner``, a
+            callback, if given: only worked out when something is refused).
+
+    Raises:
+        NotPersistableError: ``value`` holds something the store cannot keep; the message says
+            where in ``value`` it is.
+    """
     try:
-        return _ENCODER.encode(encode(value, where))
-    except RecursionError:
-        raise NotPersistableError(f"{where} cannot be stored: it contains itself or is nested too "
-                                  "deeply. Store plain, tree-shaped data.") from None
+        return _encode(value)
+    except (_Refused, RecursionError) as exc:  # RecursionError: a deep stack already
+        if owner is not None:
+            where = f"{where} {getattr(owner, '__qualname__', None) or repr(owner)}"
+        if isinstance(exc, RecursionError):
+            raise NotPersistableError(f"{where} cannot be stored: it is nested too deeply. "
+                                      "Store plain, flatter data.") from None
+        raise _explain(value, where) from None
 
 
 def loads(text: str, get_object: Callable[[int], Any]) -> Any:
@@ -119,7 +297,27 @@ def loads(text: str, get_object: Callable[[int], Any]) -> Any:
 
 # -- callbacks ---------------------------------------------------------------------------------
 
-def encode_callback(callback: Any) -> dict:
+#: Module-level functions already checked, with their stored form (checking imports the module
+#: and follows the name, which need not happen on every delay()).
+_CALLBACK_SPECS: dict[Any, str] = {}
+
+
+def callback_text(callback: Any, trust: Trust) -> str:
+    """The stored form of ``callback`` as JSON text; NotPersistableError if it has none."""
+    text = _CALLBACK_SPECS.get(callback) if not hasattr(callback, "__self__") else None
+    if text is not None and trust.allows(callback.__module__):
+        return text
+    spec = encode_callback(callback, trust)
+    text = json.dumps(spec, separators=(",", ":"))
+    if "path" in spec and not hasattr(callback, "__self__"):
+        try:
+            _CALLBACK_SPECS[callback] = text
+        except TypeError:  # an unhashable callable: check it again next time
+            pass
+    return text
+
+
+def encode_callback(callback: Any, trust: Trust) -> dict:
     """Describe ``callback`` by name: an import path, or a stored object's id and method name."""
     owner = getattr(callback, "__self__", None)
     name = getattr(callback, "__name__", None)
@@ -160,8 +358,11 @@ def encode_callback(callback: Any) -> dict:
             f"callback {callback!r} cannot be stored: {why}. Use a function defined at the top "
             "level of an importable module (or a method of a stored game object), and pass "
             "what it needs as arguments.")
+    if not trust.allows(module):
+        raise NotPersistableError(f"callback {module}.{qualname} cannot be stored: "
+                                  f"{trust.refusal(module)}.")
     try:
-        found = resolve_path(module, qualname)
+        found = resolve_path(module, qualname, trust)
     except LookupError:
         found = None
     # == rather than `is`: a classmethod gives a new bound method each time it is looked up.
@@ -178,8 +379,13 @@ def _is_command(owner: Any) -> bool:
                for cls in type(owner).__mro__)
 
 
-def resolve_path(module: str, qualname: str) -> Any:
-    """Import ``module`` and follow ``qualname``; LookupError with the reason if that fails."""
+def resolve_path(module: str, qualname: str, trust: Trust) -> Any:
+    """Import ``module`` and follow ``qualname``; LookupError with the reason if that fails or
+    ``trust`` does not allow the module (which is then not imported at all)."""
+    if not isinstance(module, str) or not isinstance(qualname, str) or not module:
+        raise LookupError(f"not a stored name: {module!r}:{qualname!r}")
+    if not trust.allows(module):
+        raise LookupError(trust.refusal(module))
     try:
         target: Any = importlib.import_module(module)
     except Exception as exc:  # any import failure means "cannot be resolved"
@@ -200,28 +406,35 @@ def importable(obj: Any) -> bool:
     if module == "__main__" or "<" in qualname:
         return False
     try:
-        return resolve_path(module, qualname) is obj
-    except LookupError:
+        target: Any = importlib.import_module(module)
+        for part in qualname.split("."):
+            target = getattr(target, part)
+    except Exception:
         return False
+    return target is obj
 
 
-def resolve_name(name: str) -> Any:
+def resolve_name(name: str, trust: Trust) -> Any:
     """Resolve ``"package.module:Outer.Inner"`` (as stored) or ``"package.module.Name"``."""
     name = name.strip()
     if ":" in name:
         module, _, qualname = name.partition(":")
     else:
         module, _, qualname = name.rpartition(".")
-    return resolve_path(module, qualname)
+    return resolve_path(module, qualname, trust)
 
 
-def decode_callback(spec: dict, get_object: Callable[[int], Any]) -> Any:
-    """Inverse of :func:`encode_callback`; LookupError with a reason when it cannot be resolved."""
+def decode_callback(text: str, get_object: Callable[[int], Any], trust: Trust) -> Any:
+    """Inverse of :func:`callback_text`; LookupError (or ValueError for a damaged text) with a
+    reason when it cannot be resolved."""
+    spec = json.loads(text)
+    if not isinstance(spec, dict):
+        raise ValueError(f"malformed stored callback {text!r}")
     if "path" in spec:
-        module, _, qualname = spec["path"].partition(":")
-        return resolve_path(module, qualname)
+        module, _, qualname = str(spec["path"]).partition(":")
+        return resolve_path(module, qualname, trust)
     owner = get_object(spec["obj"])
-    method = getattr(owner, spec["method"], None)
+    method = getattr(owner, str(spec["method"]), None)
     if not callable(method):
         raise LookupError(f"{owner!r} has no method {spec['method']!r}")
     return method

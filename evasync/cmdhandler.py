@@ -46,9 +46,14 @@ def match(commands: Iterable[type[Command]], line: str) -> tuple[type[Command], 
 def execute_cmd(caller: "DefaultObject", raw_string: str, session: Any = None) -> defer.Deferred:
     """Handle one input line from ``caller``; see :meth:`DefaultObject.execute_cmd`."""
     driver = caller._runtime.driver
-    if driver.answer(caller, raw_string):
-        return defer.succeed(None)
     line = raw_string.strip()
+    if driver.is_asking(caller):
+        # The line answers the question, unless it names a command that runs even then.
+        urgent = [c for c in caller.cmdset.commands().values()
+                  if c.runs_during_questions and c.access(caller, "cmd")]
+        if not (urgent and line and match(urgent, line)):
+            driver.answer(caller, raw_string)
+            return defer.succeed(None)
     if not line:
         return defer.succeed(None)
     commands = caller.cmdset.commands().values()
@@ -77,16 +82,13 @@ def execute_cmd(caller: "DefaultObject", raw_string: str, session: Any = None) -
     except Exception:
         _report(cmd, Failure())
         return defer.succeed(None)
-    if inspect.isgenerator(result):
-        done = driver.run(result, caller)
-    elif isinstance(result, defer.Deferred):  # upstream commands may return one: wait for it
-        done = result
-    else:
-        _post(cmd)
-        return defer.succeed(None)
-    done.addCallback(lambda _: _post(cmd))
-    done.addErrback(_failed, cmd)
-    return done
+    then = (lambda _: _post(cmd), lambda failure: _failed(failure, cmd))
+    if inspect.isgenerator(result) or inspect.iscoroutine(result):
+        return driver.run(result, caller, then)
+    if isinstance(result, defer.Deferred):  # upstream commands may return one: wait for it
+        return result.addCallbacks(*then)
+    _post(cmd)
+    return defer.succeed(None)
 
 
 def _post(cmd: Command) -> None:

@@ -35,6 +35,8 @@ class Command:
         locks: A lock string; ``"cmd:..."`` decides who may use it (default everyone). An invalid
             lock string is a :class:`~evasync.locks.LockError` when the class is created.
         help_category: Group shown by ``help``.
+        runs_during_questions: True for a command that still runs while a question waits for
+            the caller's answer (``quit``, say); any other line is the answer. Default False.
         caller: (at run time) The object that typed the command.
         args: (at run time) Everything typed after the command name, as typed.
         cmdstring: (at run time) The name or alias the caller used.
@@ -47,6 +49,7 @@ class Command:
     aliases: Iterable[str] = ()
     locks: str = "cmd:all()"
     help_category: str = "general"
+    runs_during_questions: bool = False
 
     _lockfuncs: dict = {"cmd": lambda obj: True}
 
@@ -208,34 +211,39 @@ class CmdSet:
         return iter(self.commands.values())
 
 
-def _cmdset_class(cmdset: type[CmdSet] | CmdSet | str) -> type[CmdSet]:
+def _cmdset_class(cmdset: type[CmdSet] | CmdSet | str, trust: _codec.Trust) -> type[CmdSet]:
     if isinstance(cmdset, str):
-        cmdset = _codec.resolve_name(cmdset)
+        cmdset = _codec.resolve_name(cmdset, trust)
     cls = cmdset if isinstance(cmdset, type) else type(cmdset)
     if not issubclass(cls, CmdSet):
         raise TypeError(f"{cmdset!r} is not a CmdSet subclass")
     return cls
 
 
-def _check_storable(cls: type[CmdSet]) -> None:
+def _check_storable(cls: type[CmdSet], trust: _codec.Trust) -> None:
     if not _codec.importable(cls):
         raise NotPersistableError(
             f"{cls.__module__}.{cls.__qualname__} cannot be stored: it would not be found again "
             "after a reload. Define it in an importable module (not __main__, not inside a "
             "function), or add it with persistent=False")
+    if not trust.allows(cls.__module__):
+        raise NotPersistableError(f"{cls.__module__}.{cls.__qualname__} cannot be stored: "
+                                  f"{trust.refusal(cls.__module__)}")
 
 
 class CmdSetHandler:
     """``obj.cmdset``: the command sets on an object, later ones overriding earlier ones.
 
     Sets listed in the typeclass's ``default_cmdsets`` are always there; sets added with
-    ``persistent=True`` (the default) are remembered in the store and come back after a reload.
+    ``persistent=True`` are remembered in the store and come back after a reload. As in Evennia,
+    ``add()`` is not persistent unless asked.
     """
 
     _DB_KEY = "_cmdsets"
 
     def __init__(self, obj: "DefaultObject") -> None:
         self._obj = obj
+        self._trust = obj._runtime.trust
         self._sets: list[CmdSet] = []
         # One set that fails to load (a typo in a game module, say) must not take the others,
         # such as the one holding `reload`, down with it: log it and go on.
@@ -243,17 +251,17 @@ class CmdSetHandler:
                                 ("stored", obj.db.get(self._DB_KEY) or [])):
             for cmdset in cmdsets:
                 try:
-                    self._sets.append(_cmdset_class(cmdset)())
+                    self._sets.append(_cmdset_class(cmdset, self._trust)())
                 except Exception:
                     log.failure("{obj}: {origin} cmdset {cmdset!r} not loaded", obj=repr(obj),
                                 origin=origin, cmdset=cmdset, level=LogLevel.error)
 
-    def add(self, cmdset: type[CmdSet] | CmdSet | str, persistent: bool = True) -> None:
+    def add(self, cmdset: type[CmdSet] | CmdSet | str, persistent: bool = False) -> None:
         """Add a command set (class, instance or import path).
 
         Args:
             persistent: Remember it in the store so it is back after a reload; needs the class
-                to be importable.
+                to be importable. Default False, as in Evennia: the set lasts until a reload.
 
         Adding a set of a class that is already there replaces it.
 
@@ -261,10 +269,10 @@ class CmdSetHandler:
             NotPersistableError: ``persistent=True`` and the class could not be found again by
                 its import path (defined in ``__main__`` or inside a function); nothing is added.
         """
-        cls = _cmdset_class(cmdset)
+        cls = _cmdset_class(cmdset, self._trust)
         path = f"{cls.__module__}:{cls.__qualname__}"
         if persistent:
-            _check_storable(cls)  # before anything changes: refused means not added at all
+            _check_storable(cls, self._trust)  # before anything changes: refused means not added at all
         # Adding a set that is already there replaces it (and moves it last) instead of doubling it.
         self._sets = [s for s in self._sets if type(s) is not cls]
         self._sets.append(cmdset if isinstance(cmdset, CmdSet) else cls())
@@ -275,7 +283,7 @@ class CmdSetHandler:
 
     def remove(self, cmdset: type[CmdSet] | CmdSet | str) -> bool:
         """Remove a command set (and forget it in the store). True if it was there."""
-        cls = _cmdset_class(cmdset)
+        cls = _cmdset_class(cmdset, self._trust)
         before = len(self._sets)
         self._sets = [s for s in self._sets if type(s) is not cls]
         stored = list(self._obj.db.get(self._DB_KEY) or [])
@@ -287,7 +295,7 @@ class CmdSetHandler:
 
     def has(self, cmdset: type[CmdSet] | str) -> bool:
         """True if a set of this class is on the object."""
-        cls = _cmdset_class(cmdset)
+        cls = _cmdset_class(cmdset, self._trust)
         return any(type(s) is cls for s in self._sets)
 
     def all(self) -> list[CmdSet]:

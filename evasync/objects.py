@@ -7,7 +7,8 @@ own class: the typeclass is any importable subclass of :class:`DefaultObject`.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Iterable, Protocol
+import functools
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Protocol
 
 from twisted.logger import Logger
 
@@ -42,11 +43,161 @@ class NAttributeHandler:
         return dict(self.__dict__)
 
 
+class _Root:
+    """One ``db`` attribute whose value holds saving containers: what they save when changed."""
+
+    __slots__ = ("handler", "name", "value")
+
+    def __init__(self, handler: "AttributeHandler", name: str) -> None:
+        self.handler = handler
+        self.name = name
+        self.value: Any = None
+
+    def save(self) -> None:
+        # A container of an attribute that was since assigned anew or deleted saves nothing.
+        if self.handler._values().get(self.name, _MISSING) is self.value:
+            self.handler._save(self.name)
+
+
+_MISSING = object()
+
+
+class _Saving:
+    """What the ``db`` containers share: the attribute they belong to, saved on every change."""
+
+    __slots__ = ()
+    _root: _Root | None
+
+    def _saved(self, undo: Callable[[], None]) -> None:
+        if self._root is None:
+            return
+        try:
+            self._root.save()
+        except BaseException:
+            undo()  # what could not be stored is not kept in memory either
+            raise
+
+
+def _mutator(base: type, method: str) -> Callable[..., Any]:
+    original = getattr(base, method)
+
+    def restore(container: Any, before: Any) -> None:
+        if base is list:
+            list.__setitem__(container, slice(None), before)
+        else:
+            base.clear(container)
+            base.update(container, before)
+
+    @functools.wraps(original)
+    def change(self: Any, *args: Any, **kwargs: Any) -> Any:
+        before = base(self)
+        result = original(self, *args, **kwargs)
+        self._adopt()
+        self._saved(lambda: restore(self, before))
+        return self if method.startswith("__i") else result
+
+    return change
+
+
+class SaverList(_Saving, list):
+    """A list stored in ``db``: changing it in place (``append``, ``obj.db.x[0] = 1``...)
+    saves the attribute it belongs to, as Evennia's ``db`` lists do."""
+
+    __slots__ = ("_root",)
+
+    def __init__(self, items: Any = (), root: _Root | None = None) -> None:
+        self._root = root
+        super().__init__(_wrap(item, root) for item in items)
+
+    def _adopt(self) -> None:
+        for index, item in enumerate(self):
+            wrapped = _wrap(item, self._root)
+            if wrapped is not item:
+                list.__setitem__(self, index, wrapped)
+
+    def __reduce_ex__(self, protocol: Any) -> Any:
+        return (list, (list(self),))
+
+
+class SaverDict(_Saving, dict):
+    """A dict stored in ``db``: changing it in place saves the attribute it belongs to."""
+
+    __slots__ = ("_root",)
+
+    def __init__(self, items: Any = (), root: _Root | None = None) -> None:
+        self._root = root
+        super().__init__((key, _wrap(value, root)) for key, value in dict(items).items())
+
+    def _adopt(self) -> None:
+        for key, value in self.items():
+            wrapped = _wrap(value, self._root)
+            if wrapped is not value:
+                dict.__setitem__(self, key, wrapped)
+
+    def __reduce_ex__(self, protocol: Any) -> Any:
+        return (dict, (dict(self),))
+
+
+class SaverSet(_Saving, set):
+    """A set stored in ``db``: changing it in place saves the attribute it belongs to."""
+
+    __slots__ = ("_root",)
+
+    def __init__(self, items: Any = (), root: _Root | None = None) -> None:
+        self._root = root
+        super().__init__(items)
+
+    def _adopt(self) -> None:
+        pass  # set members are hashable, hence never mutable containers
+
+    def __reduce_ex__(self, protocol: Any) -> Any:
+        return (set, (set(self),))
+
+
+for _base, _cls, _methods in (
+        (list, SaverList, ("append", "extend", "insert", "remove", "pop", "clear", "sort",
+                           "reverse", "__setitem__", "__delitem__", "__iadd__", "__imul__")),
+        (dict, SaverDict, ("__setitem__", "__delitem__", "pop", "popitem", "clear", "update",
+                           "setdefault", "__ior__")),
+        (set, SaverSet, ("add", "discard", "remove", "pop", "clear", "update",
+                         "difference_update", "intersection_update",
+                         "symmetric_difference_update", "__ior__", "__iand__", "__isub__",
+                         "__ixor__"))):
+    for _method in _methods:
+        setattr(_cls, _method, _mutator(_base, _method))
+    _codec.PLAIN_ALIASES[_cls] = _base
+
+_SAVERS = {list: SaverList, dict: SaverDict, set: SaverSet, SaverList: SaverList,
+           SaverDict: SaverDict, SaverSet: SaverSet}
+
+
+def _wrap(value: Any, root: _Root | None) -> Any:
+    """``value`` with its lists, dicts and sets (nested ones too, in tuples as well) made into
+    containers that save ``root`` when changed: copies, except those already saving ``root``."""
+    kind = type(value)
+    saver = _SAVERS.get(kind)
+    if saver is not None:
+        if kind is saver and value._root is root:
+            return value
+        return saver(value, root)
+    if kind is tuple:
+        items = tuple(_wrap(item, root) for item in value)
+        return value if all(a is b for a, b in zip(items, value)) else items
+    return value
+
+
+def _stored(handler: "AttributeHandler", name: str, value: Any) -> Any:
+    root = _Root(handler, name)
+    root.value = _wrap(value, root)
+    return root.value
+
+
 class AttributeHandler:
-    """``obj.db``: attributes saved in the store at assignment. A missing one reads None.
+    """``obj.db``: attributes saved in the store. A missing one reads None.
 
     Values follow the same rules as persistent task arguments (plain data and stored objects).
-    Mutating a stored list or dict in place does not save it: assign it again.
+    Assigning stores a copy. Lists, dicts and sets read back from ``db`` (nested ones too) save
+    themselves when changed in place, as in Evennia: ``obj.db.items.append("key")`` is stored.
     """
 
     def __init__(self, obj: "DefaultObject") -> None:
@@ -59,9 +210,15 @@ class AttributeHandler:
             obj = self._obj
             objects = obj._runtime.objects
             raw = obj._runtime.store.attributes(obj._live_id())
-            object.__setattr__(self, "_cache",
-                               {name: _codec.loads(text, objects.get) for name, text in raw.items()})
+            object.__setattr__(self, "_cache", {
+                name: _stored(self, name, _codec.loads(text, objects.get))
+                for name, text in raw.items()})
         return self._cache
+
+    def _save(self, name: str) -> None:
+        obj = self._obj
+        text = _codec.dumps(self._values()[name], f"attribute {name!r} of {obj!r}")
+        obj._runtime.store.set_attribute(obj._live_id(), name, text)
 
     def __getattr__(self, name: str) -> Any:
         if name.startswith("__"):
@@ -72,7 +229,7 @@ class AttributeHandler:
         obj = self._obj
         text = _codec.dumps(value, f"attribute {name!r} of {obj!r}")
         obj._runtime.store.set_attribute(obj._live_id(), name, text)
-        self._values()[name] = value
+        self._values()[name] = _stored(self, name, value)
 
     def __delattr__(self, name: str) -> None:
         obj = self._obj
@@ -209,7 +366,7 @@ class ObjectRegistry:
 
     def _resolve_class(self, path: str, obj_id: int) -> type:
         try:
-            cls = _codec.resolve_name(path)
+            cls = _codec.resolve_name(path, self._runtime.trust)
         except LookupError as exc:
             log.warn("object #{obj_id}: typeclass {path} not found ({reason}); using "
                      "DefaultObject", obj_id=obj_id, path=path, reason=str(exc))
@@ -225,11 +382,17 @@ class ObjectRegistry:
         if typeclass is None:
             cls: type = DefaultCharacter
         elif isinstance(typeclass, str):
-            cls = _codec.resolve_name(typeclass)
+            try:
+                cls = _codec.resolve_name(typeclass, self._runtime.trust)
+            except LookupError as exc:
+                raise TypeError(f"typeclass {typeclass!r} cannot be used: {exc}") from None
         else:
             cls = typeclass
         if not (isinstance(cls, type) and issubclass(cls, DefaultObject)):
             raise TypeError(f"typeclass must be a subclass of evasync.DefaultObject, not {cls!r}")
+        if not self._runtime.trust.allows(cls.__module__):
+            raise TypeError(f"typeclass {cls.__qualname__} cannot be stored: "
+                            f"{self._runtime.trust.refusal(cls.__module__)}")
         path = typeclass_path(cls)
         if not _codec.importable(cls):
             raise TypeError(f"typeclass {cls!r} must be importable by its module path so it can "

@@ -10,20 +10,24 @@ before the reactor shuts down.
 from __future__ import annotations
 
 import concurrent.futures
+import contextlib
 import concurrent.futures.process
 import functools
+import io
 import multiprocessing
 import pickle
 import reprlib
+import sys
 import threading
-import weakref
-from typing import TYPE_CHECKING, Any, Callable, Mapping
+import types
+from typing import TYPE_CHECKING, Any, Callable, Iterator, Mapping
 
 from twisted.internet import defer
 from twisted.logger import Logger, LogLevel
 from twisted.python.failure import Failure
 from twisted.python.threadpool import ThreadPool
 
+from . import _failures
 from .errors import NotPicklableError
 from .runtime import get_runtime
 
@@ -78,12 +82,68 @@ def _call_pickled(payload: bytes) -> Any:
     return function(*args, **kwargs)
 
 
+def _script_main() -> types.ModuleType | None:
+    """``__main__`` if it is a script run by its path (``python game.py``), else None.
+
+    multiprocessing makes every new worker process run such a script again (to find what it
+    defines); a script without an ``if __name__ == "__main__":`` guard then starts its own work
+    once more inside the worker and fails with multiprocessing's bootstrapping error.
+    """
+    main = sys.modules.get("__main__")
+    if main is None or getattr(getattr(main, "__spec__", None), "name", None):
+        return None
+    return main if getattr(main, "__file__", None) else None
+
+
+@contextlib.contextmanager
+def _workers_skip_main() -> Iterator[None]:
+    """While worker processes start, hide a script ``__main__``'s path so they do not run it
+    again: nothing sent to them comes from it (:func:`_pickled` refuses that)."""
+    main = _script_main()
+    if main is None:
+        yield
+        return
+    path = main.__file__
+    del main.__file__
+    try:
+        yield
+    finally:
+        main.__file__ = path
+
+
+class _MainFinder(pickle.Pickler):
+    """A pickler that notes the first function, class or instance that lives in ``__main__``."""
+
+    def __init__(self, file: io.BytesIO) -> None:
+        super().__init__(file, protocol=pickle.HIGHEST_PROTOCOL)
+        self.found: Any = None
+
+    def persistent_id(self, obj: Any) -> None:
+        if self.found is None:
+            owner = obj if isinstance(obj, (type, types.FunctionType)) else type(obj)
+            if getattr(owner, "__module__", None) == "__main__":
+                self.found = obj
+        return None
+
+
 def _pickled(function: Callable, args: tuple, kwargs: dict) -> bytes:
     """The call as bytes for a worker process, or NotPicklableError naming what cannot be sent."""
     try:
-        return pickle.dumps((function, args, kwargs), protocol=pickle.HIGHEST_PROTOCOL)
+        if _script_main() is None:
+            return pickle.dumps((function, args, kwargs), protocol=pickle.HIGHEST_PROTOCOL)
+        buffer = io.BytesIO()
+        finder = _MainFinder(buffer)
+        finder.dump((function, args, kwargs))
     except Exception as exc:
         whole_error = exc
+    else:
+        if finder.found is None:
+            return buffer.getvalue()
+        raise NotPicklableError(
+            f"run_async(executor='process') cannot send {reprlib.repr(finder.found)} to a worker "
+            f"process: it is defined in the script you ran ({_script_main().__file__}), which a "
+            "worker process does not import (it would run the whole script again). Move it "
+            "into a module of its own and import it from there, or use executor='thread'.")
     parts = [("the function", function)]
     parts += [(f"positional argument {index}", arg) for index, arg in enumerate(args)]
     parts += [(f"keyword argument {key!r}", value) for key, value in kwargs.items()]
@@ -135,7 +195,7 @@ class _Runner:
     def __init__(self, runtime: "Runtime") -> None:
         self.clock = runtime.clock
         self.reactor = runtime.reactor
-        self.stop_hooks = runtime.stop_hooks  # not the runtime: _runners holds it weakly
+        self.stop_hooks = runtime.stop_hooks
         self.jobs: set[_Job] = set()
         self.threads: ThreadPool | None = None
         self.processes: concurrent.futures.ProcessPoolExecutor | None = None
@@ -168,15 +228,16 @@ class _Runner:
         return self.threads
 
     def _submit_to_processes(self, payload: bytes) -> concurrent.futures.Future:
-        if self.processes is not None:
-            try:
-                return self.processes.submit(_call_pickled, payload)
-            except concurrent.futures.process.BrokenProcessPool:
-                # A worker died (killed, os._exit); the calls it had failed with this same
-                # error. A broken pool refuses everything after, so start a new one.
-                _stop_process_pool(self.processes)
-        self.processes = concurrent.futures.ProcessPoolExecutor(mp_context=_process_context())
-        return self.processes.submit(_call_pickled, payload)
+        with _workers_skip_main():  # workers start as a submit needs them
+            if self.processes is not None:
+                try:
+                    return self.processes.submit(_call_pickled, payload)
+                except concurrent.futures.process.BrokenProcessPool:
+                    # A worker died (killed, os._exit); the calls it had failed with this
+                    # same error. A broken pool refuses everything after: start a new one.
+                    _stop_process_pool(self.processes)
+            self.processes = concurrent.futures.ProcessPoolExecutor(mp_context=_process_context())
+            return self.processes.submit(_call_pickled, payload)
 
     @staticmethod
     def _run_in_thread(job: _Job, function: Callable, args: tuple, kwargs: dict) -> Any:
@@ -242,12 +303,8 @@ class _Runner:
                             error=repr(failure.value), function=job.name, level=LogLevel.error)
             job.deferred.callback(None)
             return
-        deferred = job.deferred
-        deferred.errback(failure)
-        if isinstance(deferred.result, Failure):  # nothing waiting on the Deferred took it
-            log.failure("run_async: {function} raised{remote}", failure, function=job.name,
-                        remote=_remote_traceback(failure), level=LogLevel.error)
-            deferred.addErrback(lambda _: None)
+        _failures.fail(job.deferred, failure, log, "run_async: {function} raised{remote}",
+                       function=job.name, remote=_remote_traceback(failure))
 
     # -- cancelling and stopping --------------------------------------------------------------
 
@@ -268,9 +325,6 @@ class _Runner:
         if self.stopped:
             return
         self.stopped = True
-        for runtime, runner in list(_runners.items()):
-            if runner is self:
-                del _runners[runtime]
         if self.stop in self.stop_hooks:
             self.stop_hooks.remove(self.stop)
         if not from_reactor:  # removing a trigger while it fires is deprecated
@@ -282,9 +336,8 @@ class _Runner:
         for job in jobs:
             job.over = True
             job.cancel_work()
-            job.deferred.errback(Failure(defer.CancelledError(
+            _failures.cancelled(job.deferred, Failure(defer.CancelledError(
                 f"run_async: {job.name} was dropped unfinished: {reason}")))
-            job.deferred.addErrback(lambda failure: failure.trap(defer.CancelledError) and None)
         if self.threads is not None:
             _stop_thread_pool(self.threads)
             self.threads = None
@@ -301,14 +354,12 @@ def _remote_traceback(failure: Failure) -> str:
     return ""
 
 
-#: The runner of each runtime that has used run_async since it was made or last reloaded.
-_runners: "weakref.WeakKeyDictionary[Runtime, _Runner]" = weakref.WeakKeyDictionary()
-
-
 def _runner_for(runtime: "Runtime") -> _Runner:
-    runner = _runners.get(runtime)
-    if runner is None:
-        runner = _runners[runtime] = _Runner(runtime)
+    """The runtime's runner, made on first use; the runtime drops it at reload and close (its
+    stop hook shuts the pools down first)."""
+    runner = runtime.services.get("run_async")
+    if runner is None or runner.stopped:
+        runner = runtime.services["run_async"] = _Runner(runtime)
     return runner
 
 
@@ -369,15 +420,17 @@ def run_async(to_execute: Callable[..., Any], *args: Any,
     Cancelling the Deferred drops the call: not yet started, it never starts; started, its outcome
     is ignored; neither ``at_return`` nor ``at_err`` is called. A reload or close of the runtime,
     and the reactor's shutdown, drop every unfinished call the same way, their Deferreds failing
-    with ``CancelledError`` (not reported when nothing waits on them); the pools are shut down
-    without waiting for running calls, so stopping the server never hangs on them.
+    with :class:`~twisted.internet.defer.CancelledError` (not reported when nothing waits on
+    them); the pools are shut down without waiting for running calls, so stopping the server
+    never hangs on them.
 
     Args:
         to_execute: The function to run.
         *args: Positional arguments for ``to_execute``.
         at_return: Called in the reactor thread with the result.
         at_return_kwargs: Extra keyword arguments for ``at_return``.
-        at_err: Called in the reactor thread with the ``Failure`` if ``to_execute`` raised.
+        at_err: Called in the reactor thread with the :class:`~twisted.python.failure.Failure`
+            if ``to_execute`` raised.
         at_err_kwargs: Extra keyword arguments for ``at_err``.
         executor: Where ``to_execute`` runs:
 
@@ -392,12 +445,16 @@ def run_async(to_execute: Callable[..., Any], *args: Any,
               Evennia's documentation page describes (its code uses a thread), kept for
               comparison and for short work. It may return
               a Deferred or be a coroutine function; its outcome is then awaited.
-            * any ``concurrent.futures.Executor``: for example ``Client.get_executor()`` of a
-              Dask distributed cluster. evasync does not shut it down.
+            * any :class:`concurrent.futures.Executor`: for example ``Client.get_executor()``
+              of a Dask distributed cluster. evasync does not shut it down. Dask's executor
+              submits with ``pure=True`` unless told otherwise: identical calls (the same
+              function with the same arguments) run once and share the result. For work with
+              side effects, use ``client.get_executor(pure=False)``.
         **kwargs: Keyword arguments for ``to_execute``.
 
     Returns:
-        A Deferred that fires in the reactor thread as described above.
+        A :class:`~twisted.internet.defer.Deferred` that fires in the reactor thread as
+        described above.
 
     Raises:
         TypeError: ``to_execute``, ``at_return`` or ``at_err`` is not callable, a ``*_kwargs``

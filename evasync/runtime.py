@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import contextlib
 import os
-from typing import Any, Callable, Iterator
+from typing import Any, Callable, Iterable, Iterator
 
 from twisted.internet.interfaces import IReactorTime
 
 from .driver import Driver
 from .objects import ObjectRegistry
+from ._codec import Trust
 from .store import Store, default_path
 from .tasks import TaskHandler
 
@@ -31,23 +32,45 @@ class Runtime:
     Args:
         clock: What schedules calls: the real reactor (default) or a
             ``twisted.internet.task.Clock`` for virtual time.
-        db_path: The SQLite store file; default ``$EVASYNC_DB`` or ``evasync.db``.
+        db_path: The SQLite store file; default ``$EVASYNC_DB`` or ``evasync.db``. One store
+            file has one runtime at a time (an OS lock; see :mod:`evasync.store`).
+        trusted: More top-level packages whose functions, typeclasses and command sets the store
+            may name, besides ``evasync``, ``howtos``, ``$EVASYNC_TRUSTED`` and your game's own
+            folder (see :class:`~evasync.store.Trust`).
+        synchronous: The store's durability, ``"NORMAL"`` (default) or ``"FULL"``.
 
     Attributes:
-        clock: The ``IReactorTime`` provider in use.
         store: The :class:`~evasync.store.Store`.
-        tasks: The :class:`~evasync.tasks.TaskHandler`.
-        driver: The :class:`~evasync.driver.Driver` of paused and asking generators.
-        objects: The :class:`~evasync.objects.ObjectRegistry`.
+        tasks: The :class:`~evasync.TaskHandler`.
+        driver: The driver of paused and asking generators and coroutines.
+        objects: The registry of stored game objects.
+        trust: The :class:`~evasync.store.Trust` that decides which names the store may hold.
     """
 
     def __init__(self, clock: IReactorTime | None = None,
-                 db_path: str | os.PathLike | None = None) -> None:
-        self.clock = clock if clock is not None else _real_reactor()
+                 db_path: str | os.PathLike | None = None, trusted: Iterable[str] = (),
+                 synchronous: str | None = None) -> None:
+        self._clock = clock if clock is not None else _real_reactor()
         self._db_path = os.fspath(db_path) if db_path is not None else default_path()
+        self._synchronous = synchronous
+        self.trust = Trust(trusted)
         #: Called with no arguments on every reload and close, before the store closes.
         self.stop_hooks: list[Callable[[], None]] = []
+        #: Per-runtime helpers made on first use (run_async's pools), dropped at reload/close.
+        self.services: dict[str, Any] = {}
         self._start()
+
+    @property
+    def clock(self) -> IReactorTime:
+        """The ``IReactorTime`` provider in use. Setting it (``TASK_HANDLER.clock = Clock()``,
+        as tests written for Evennia do) moves everything scheduled from then on to it."""
+        return self._clock
+
+    @clock.setter
+    def clock(self, clock: IReactorTime) -> None:
+        self._clock = clock
+        self.tasks.clock = clock
+        self.driver.clock = clock
 
     @property
     def reactor(self) -> Any:
@@ -55,15 +78,16 @@ class Runtime:
         return _real_reactor()
 
     def _start(self) -> None:
-        self.store = Store(self._db_path)
+        self.store = Store(self._db_path, self._synchronous)
         self.objects = ObjectRegistry(self)
-        self.tasks = TaskHandler(self)
-        self.driver = Driver(self)
+        self.tasks = TaskHandler(self._clock, self.store, self.objects.get, self.trust)
+        self.driver = Driver(self._clock)
         self.objects.on_delete.append(self.driver.close_caller)
 
     def _stop(self) -> None:
         for hook in list(self.stop_hooks):
             hook()
+        self.services.clear()
         self.driver.stop()
         self.tasks.stop()
         self.store.close()
@@ -147,6 +171,13 @@ class _CurrentTaskHandler:
 
     def __getattr__(self, name: str) -> Any:
         return getattr(get_runtime().tasks, name)
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        runtime = get_runtime()
+        if name == "clock":  # the whole runtime's clock, as Evennia's pauses use its delays
+            runtime.clock = value
+        else:
+            setattr(runtime.tasks, name, value)
 
     def __len__(self) -> int:
         return len(get_runtime().tasks)

@@ -32,16 +32,25 @@ class TranscriptLexer(RegexLexer):
 
 
 class TranscriptDirective(Directive):
-    """``{transcript}``: a play session, rendered as a console block (and run by Sybil)."""
+    """``{transcript}``: a play session, rendered as a console block (and run by Sybil).
+
+    The flag ``:evasync-only:`` marks a session that shows what only evasync does; its caption
+    says so. Every other session is portable: the suite plays it on Evennia too.
+    """
 
     has_content = True
     option_spec = {"cmdset": directives.unchanged_required, "typeclass": directives.unchanged,
-                   "caption": directives.unchanged}
+                   "caption": directives.unchanged, "evasync-only": directives.flag}
 
     def run(self) -> list[nodes.Node]:
         text = "\n".join(self.content)
         block = nodes.literal_block(text, text, language="transcript", classes=["transcript"])
+        # Kept on the node (not rendered) for tools that play the transcripts of a built page.
+        block["cmdset"] = self.options.get("cmdset", "")
+        block["typeclass"] = self.options.get("typeclass", "")
         caption = self.options.get("caption")
+        if "evasync-only" in self.options:
+            caption = f"evasync only: {caption}" if caption else "evasync only"
         if not caption:
             return [block]
         container = nodes.container("", literal_block=True, classes=["literal-block-wrapper"])

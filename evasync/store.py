@@ -4,25 +4,47 @@ The schema is versioned with SQLite's ``user_version``; each entry of ``_MIGRATI
 store from one version to the next, so an older file is upgraded in place on open and a file from
 a newer evasync is refused rather than misread.
 
-Durability: the store runs in WAL mode with ``synchronous=NORMAL`` and commits every change before
-the call that made it returns. A committed change survives the process being killed (SIGKILL
-included); an operating-system crash or power loss may lose the last few commits.
+One store file has one owner: opening it takes an exclusive OS lock on a lock file beside it
+(``<store>.lock``, found through the store's real path, so a symlink or another spelling of the
+path finds the same lock). A second runtime or server on the same file is refused with a
+:class:`~evasync.errors.StoreError` naming the process that holds it.
+
+Durability: the store runs in WAL mode and commits every change before the call that made it
+returns. With ``synchronous=NORMAL`` (the default) a committed change survives the process being
+killed (SIGKILL included), but an operating-system crash or power loss may lose the last few
+commits; ``synchronous=FULL`` (``Store(path, synchronous="FULL")`` or
+``EVASYNC_SYNCHRONOUS=FULL``) survives those too, at the cost of a disk flush per commit.
+
+Every SQLite failure (a full disk, a locked or damaged file) surfaces as a ``StoreError`` that
+names the file and the operation, with SQLite's error as its cause. The files the store creates
+(the database, its ``-wal`` and ``-shm`` files and the lock file) are readable by their owner
+only: they hold password hashes and game state.
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
+import fcntl
+import functools
 import os
 import sqlite3
-from typing import Iterable, Iterator
+from typing import Any, Callable, Iterable, Iterator, TypeVar
 
+from ._codec import Trust  # re-exported: the store's rule for which names it may hold
 from .errors import StoreError
+
+__all__ = ["Store", "StoreError", "Trust", "count_quarantined", "default_path",
+           "default_synchronous", "ID_BLOCK", "SCHEMA_VERSION", "SYNCHRONOUS"]
 
 DEFAULT_PATH = "evasync.db"
 
 #: Ids are handed out in blocks so that non-persistent tasks never touch the disk; a new process
 #: always takes a fresh block, so an id is never given out twice, not even across a crash.
 ID_BLOCK = 1 << 20
+
+#: The values ``synchronous`` may take (SQLite's ``PRAGMA synchronous``).
+SYNCHRONOUS = ("NORMAL", "FULL")
 
 _MIGRATIONS: list[str] = [
     # version 1
@@ -58,10 +80,22 @@ _MIGRATIONS: list[str] = [
         created REAL NOT NULL
     );
     """,
+    # version 3: task rows that could not be loaded, kept with the reason instead of deleted.
+    # No column types: a damaged row is copied as it is, whatever its values hold.
+    """
+    CREATE TABLE quarantine (
+        id INTEGER PRIMARY KEY,
+        due, state, callback, args, kwargs,
+        reason TEXT NOT NULL,
+        quarantined REAL NOT NULL
+    );
+    """,
 ]
 SCHEMA_VERSION = len(_MIGRATIONS)
 #: Tables every evasync store has (from version 1 on): how a foreign SQLite file is told apart.
 _TABLES = {"meta", "tasks", "objects", "attributes"}
+
+_T = TypeVar("_T")
 
 
 def default_path() -> str:
@@ -69,13 +103,71 @@ def default_path() -> str:
     return os.environ.get("EVASYNC_DB") or DEFAULT_PATH
 
 
-class Store:
-    """One SQLite file. Opened lazily on first use; every write is committed at once."""
+def default_synchronous() -> str:
+    """``$EVASYNC_SYNCHRONOUS`` (``NORMAL`` or ``FULL``), else ``NORMAL``."""
+    return os.environ.get("EVASYNC_SYNCHRONOUS") or "NORMAL"
 
-    def __init__(self, path: str | os.PathLike | None = None) -> None:
+
+def _sqlite_errors(what: str) -> Callable[[Callable[..., _T]], Callable[..., _T]]:
+    """Turn any sqlite3 error inside the method into a StoreError naming the file and ``what``."""
+    def decorate(method: Callable[..., _T]) -> Callable[..., _T]:
+        @functools.wraps(method)
+        def wrapper(self: "Store", *args: Any, **kwargs: Any) -> _T:
+            try:
+                return method(self, *args, **kwargs)
+            except sqlite3.Error as exc:
+                raise self._error(what, exc) from exc
+        return wrapper
+    return decorate
+
+
+def count_quarantined(path: str | os.PathLike) -> int:
+    """How many task rows the store at ``path`` holds in quarantine, read without taking the
+    store's lock (a running server holds it); 0 if there is no such store or table."""
+    try:
+        conn = sqlite3.connect(f"file:{os.path.realpath(path)}?mode=ro", uri=True)
+    except sqlite3.Error:
+        return 0
+    try:
+        return conn.execute("SELECT count(*) FROM quarantine").fetchone()[0]
+    except sqlite3.Error:
+        return 0
+    finally:
+        conn.close()
+
+
+class Store:
+    """One SQLite file. Opened (and locked) on first use; every write is committed at once.
+
+    Args:
+        path: The file; default :func:`default_path`.
+        synchronous: ``"NORMAL"`` (default, or ``$EVASYNC_SYNCHRONOUS``) or ``"FULL"``: see the
+            module's notes on durability.
+
+    Raises:
+        ValueError: ``synchronous`` is neither ``"NORMAL"`` nor ``"FULL"``.
+    """
+
+    def __init__(self, path: str | os.PathLike | None = None,
+                 synchronous: str | None = None) -> None:
         self.path = os.fspath(path) if path is not None else default_path()
+        self.synchronous = (synchronous or default_synchronous()).upper()
+        if self.synchronous not in SYNCHRONOUS:
+            raise ValueError(f"synchronous must be one of {', '.join(SYNCHRONOUS)}, not "
+                             f"{synchronous!r}")
         self._conn: sqlite3.Connection | None = None
+        self._lock_fd: int | None = None
         self._closed = False
+
+    @property
+    def real_path(self) -> str:
+        """The store file's absolute path with symlinks resolved."""
+        return os.path.realpath(self.path)
+
+    @property
+    def lock_path(self) -> str:
+        """The lock file beside the store (``<real path>.lock``)."""
+        return self.real_path + ".lock"
 
     # -- opening ---------------------------------------------------------------------------
 
@@ -83,30 +175,76 @@ class Store:
     def conn(self) -> sqlite3.Connection:
         if self._conn is None:
             if self._closed:
-                raise StoreError(f"evasync store {os.path.abspath(self.path)!r} was closed "
+                raise StoreError(f"evasync store {self.real_path!r} was closed "
                                  "(its runtime was reloaded or closed); use the current "
                                  "runtime's store")
-            self._conn = self._open()
+            self._lock()
+            try:
+                self._conn = self._open()
+            except BaseException:
+                self._unlock()
+                raise
         return self._conn
 
+    def _error(self, what: str, exc: sqlite3.Error) -> StoreError:
+        return StoreError(f"evasync store {self.real_path!r}: {what} failed: "
+                          f"{type(exc).__name__}: {exc}")
+
     def _fail(self, why: str) -> StoreError:
-        return StoreError(f"evasync store {os.path.abspath(self.path)!r}: {why}. "
+        return StoreError(f"evasync store {self.real_path!r}: {why}. "
                           "The file was left untouched; fix or move it (or point EVASYNC_DB "
                           "at another file) and start again.")
 
-    def _open(self) -> sqlite3.Connection:
-        if os.path.isdir(self.path):
-            raise self._fail("is a directory")
-        if os.path.exists(self.path) and not os.access(self.path, os.R_OK | os.W_OK):
-            raise self._fail("is not readable and writable by this process")
+    def _lock(self) -> None:
         try:
-            conn = sqlite3.connect(self.path, isolation_level=None)
+            fd = os.open(self.lock_path, os.O_RDWR | os.O_CREAT, 0o600)
+        except OSError as exc:
+            raise StoreError(f"evasync store {self.real_path!r}: cannot create its lock file "
+                             f"{self.lock_path!r} ({exc.strerror})") from exc
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as exc:
+            holder = os.read(fd, 64).decode("ascii", "replace").strip() or "unknown"
+            os.close(fd)
+            if exc.errno not in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
+                raise StoreError(f"evasync store {self.real_path!r}: cannot lock "
+                                 f"{self.lock_path!r} ({exc.strerror})") from exc
+            raise StoreError(
+                f"evasync store {self.real_path!r} is in use by process {holder} (it holds "
+                f"{self.lock_path!r}). One store has one runtime: stop that process first, or "
+                "use another store file.") from None
+        os.ftruncate(fd, 0)
+        os.write(fd, f"{os.getpid()}\n".encode())
+        self._lock_fd = fd
+
+    def _unlock(self) -> None:
+        if self._lock_fd is not None:
+            os.close(self._lock_fd)  # closing the descriptor releases the lock
+            self._lock_fd = None
+
+    def _open(self) -> sqlite3.Connection:
+        path = self.real_path
+        if os.path.isdir(path):
+            raise self._fail("is a directory")
+        if os.path.exists(path):
+            if not os.access(path, os.R_OK | os.W_OK):
+                raise self._fail("is not readable and writable by this process")
+        else:
+            # Created here, owner-only, so SQLite gives its -wal and -shm files the same mode.
+            try:
+                os.close(os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o600))
+            except FileExistsError:
+                pass
+            except OSError as exc:
+                raise self._fail(f"cannot be created ({exc.strerror})") from None
+        try:
+            conn = sqlite3.connect(path, isolation_level=None)
         except sqlite3.Error as exc:
             raise self._fail(f"cannot be opened ({exc})") from None
         try:
             self._check_and_migrate(conn)
             conn.execute("PRAGMA journal_mode=WAL")
-            conn.execute("PRAGMA synchronous=NORMAL")
+            conn.execute(f"PRAGMA synchronous={self.synchronous}")
         except StoreError:
             conn.close()
             raise
@@ -134,32 +272,45 @@ class Store:
                 raise self._fail(f"is an SQLite database with user_version {version} but not an "
                                  f"evasync store (missing tables: {sorted(_TABLES - tables)})")
         for number in range(version, SCHEMA_VERSION):
-            conn.executescript("BEGIN;" + _MIGRATIONS[number]
-                               + f"; PRAGMA user_version = {number + 1}; COMMIT;")
+            try:  # one transaction per version (executescript would commit a BEGIN of ours)
+                conn.executescript("BEGIN IMMEDIATE;" + _MIGRATIONS[number]
+                                   + f"; PRAGMA user_version = {number + 1}; COMMIT;")
+            except BaseException:
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+                raise
 
     def close(self) -> None:
-        """Close the file; the store refuses to be used afterwards (a reload makes a new one)."""
+        """Close the file and release its lock; the store refuses to be used afterwards (a
+        reload makes a new one)."""
         self._closed = True
-        if self._conn is not None:
-            self._conn.close()
-            self._conn = None
+        try:
+            if self._conn is not None:
+                self._conn.close()
+                self._conn = None
+        finally:
+            self._unlock()
 
-    # -- ids -------------------------------------------------------------------------------
+    # -- transactions ----------------------------------------------------------------------
 
     @contextlib.contextmanager
     def _transaction(self) -> Iterator[sqlite3.Connection]:
-        """One write transaction: committed at the end, rolled back on any error (re-raised),
-        so a failed write never leaves the connection inside a transaction."""
+        """One write transaction: committed at the end, rolled back on any error (a failed
+        COMMIT included) and re-raised, so a failed write never leaves the connection inside a
+        transaction where later writes would silently never commit."""
         conn = self.conn
         conn.execute("BEGIN IMMEDIATE")
         try:
             yield conn
+            conn.execute("COMMIT")
         except BaseException:
             if conn.in_transaction:
                 conn.execute("ROLLBACK")
             raise
-        conn.execute("COMMIT")
 
+    # -- ids -------------------------------------------------------------------------------
+
+    @_sqlite_errors("reserving task ids")
     def reserve_id_block(self) -> int:
         """Reserve the next block of ids; returns its first id (committed before returning)."""
         with self._transaction() as conn:
@@ -171,60 +322,100 @@ class Store:
 
     def add_task(self, task_id: int, due: float, state: str, callback: str, args: str,
                  kwargs: str) -> None:
-        self.conn.execute("INSERT INTO tasks VALUES (?, ?, ?, ?, ?, ?)",
-                          (task_id, due, state, callback, args, kwargs))
+        # Written out rather than decorated: a persistent delay() pays for every call here.
+        try:
+            (self._conn or self.conn).execute("INSERT INTO tasks VALUES (?, ?, ?, ?, ?, ?)",
+                                              (task_id, due, state, callback, args, kwargs))
+        except sqlite3.Error as exc:
+            raise self._error("storing a task", exc) from exc
 
+    @_sqlite_errors("updating a task")
     def set_task_state(self, task_id: int, state: str, due: float) -> None:
         self.conn.execute("UPDATE tasks SET state=?, due=? WHERE id=?", (state, due, task_id))
 
+    @_sqlite_errors("deleting tasks")
     def delete_tasks(self, task_ids: Iterable[int]) -> None:
         with self._transaction() as conn:
             conn.executemany("DELETE FROM tasks WHERE id=?", ((i,) for i in task_ids))
 
-    def tasks(self) -> Iterator[tuple[int, float, str, str, str, str]]:
-        """All stored tasks as (id, due, state, callback, args, kwargs), soonest first."""
+    @_sqlite_errors("deleting every task")
+    def delete_all_tasks(self) -> None:
+        self.conn.execute("DELETE FROM tasks")
+
+    @_sqlite_errors("reading tasks")
+    def tasks(self) -> list[tuple[Any, ...]]:
+        """All stored tasks as (id, due, state, callback, args, kwargs), soonest first.
+
+        Rows are returned as stored: a damaged row may hold values of any type.
+        """
         return self.conn.execute(
-            "SELECT id, due, state, callback, args, kwargs FROM tasks ORDER BY due, id")
+            "SELECT id, due, state, callback, args, kwargs FROM tasks ORDER BY due, id").fetchall()
+
+    @_sqlite_errors("quarantining tasks")
+    def quarantine_tasks(self, reasons: dict[int, str], when: float) -> None:
+        """Move the task rows ``reasons`` names to the quarantine table, each with its reason."""
+        with self._transaction() as conn:
+            for task_id, reason in reasons.items():
+                conn.execute(
+                    "INSERT OR REPLACE INTO quarantine SELECT id, due, state, callback, args, "
+                    "kwargs, ?, ? FROM tasks WHERE id=?", (reason, when, task_id))
+                conn.execute("DELETE FROM tasks WHERE id=?", (task_id,))
+
+    @_sqlite_errors("reading quarantined tasks")
+    def quarantined(self) -> list[tuple[int, str]]:
+        """The quarantined task rows as (id, reason), oldest quarantine first."""
+        return self.conn.execute(
+            "SELECT id, reason FROM quarantine ORDER BY quarantined, id").fetchall()
 
     # -- objects ---------------------------------------------------------------------------
 
+    @_sqlite_errors("creating an object")
     def create_object(self, typeclass: str, key: str) -> int:
         cursor = self.conn.execute("INSERT INTO objects (typeclass, key) VALUES (?, ?)",
                                    (typeclass, key))
         return cursor.lastrowid
 
+    @_sqlite_errors("reading an object")
     def object_row(self, obj_id: int) -> tuple[str, str] | None:
         return self.conn.execute("SELECT typeclass, key FROM objects WHERE id=?",
                                  (obj_id,)).fetchone()
 
+    @_sqlite_errors("reading object ids")
     def object_ids(self) -> set[int]:
         return {row[0] for row in self.conn.execute("SELECT id FROM objects")}
 
+    @_sqlite_errors("searching objects")
     def find_objects(self, key: str) -> list[int]:
         return [row[0] for row in self.conn.execute(
             "SELECT id FROM objects WHERE key=? COLLATE NOCASE ORDER BY id", (key,))]
 
+    @_sqlite_errors("renaming an object")
     def set_object_key(self, obj_id: int, key: str) -> None:
         self.conn.execute("UPDATE objects SET key=? WHERE id=?", (key, obj_id))
 
+    @_sqlite_errors("deleting an object")
     def delete_object(self, obj_id: int) -> None:
         with self._transaction() as conn:
             conn.execute("DELETE FROM attributes WHERE obj_id=?", (obj_id,))
             conn.execute("DELETE FROM objects WHERE id=?", (obj_id,))
 
+    @_sqlite_errors("reading attributes")
     def attributes(self, obj_id: int) -> dict[str, str]:
         return dict(self.conn.execute("SELECT name, value FROM attributes WHERE obj_id=?",
                                       (obj_id,)))
 
+    @_sqlite_errors("storing an attribute")
     def set_attribute(self, obj_id: int, name: str, value: str) -> None:
         self.conn.execute("INSERT OR REPLACE INTO attributes VALUES (?, ?, ?)",
                           (obj_id, name, value))
 
+    @_sqlite_errors("deleting an attribute")
     def delete_attribute(self, obj_id: int, name: str) -> None:
         self.conn.execute("DELETE FROM attributes WHERE obj_id=? AND name=?", (obj_id, name))
 
     # -- accounts (evasync.server) ---------------------------------------------------------
 
+    @_sqlite_errors("creating an account")
     def create_account(self, name: str, password: str, character_id: int, created: float) -> bool:
         """Store a new account; False if the name is taken (names are case-insensitive)."""
         try:
@@ -234,10 +425,12 @@ class Store:
             return False
         return True
 
+    @_sqlite_errors("reading an account")
     def account(self, name: str) -> tuple[str, str, int] | None:
         """The account named ``name`` as (name, password hash, character id), or None."""
         return self.conn.execute("SELECT name, password, character_id FROM accounts WHERE name=?",
                                  (name,)).fetchone()
 
+    @_sqlite_errors("counting accounts")
     def count_accounts(self) -> int:
         return self.conn.execute("SELECT count(*) FROM accounts").fetchone()[0]

@@ -1,40 +1,66 @@
 """``delay`` and the task handler: scheduled calls with handles, optionally stored to survive reloads.
 
-Each task lives in a dict keyed by its id and rides on one ``clock.callLater``; adding, firing and
-cancelling cost the same however many tasks are pending. Persistent tasks are also written to the
+Each task lives in a dict keyed by its id and waits in a heap of timers that shares one call of
+the clock (:mod:`evasync._timers`); adding, firing and cancelling cost the same however many tasks
+are pending. Persistent tasks are also written to the
 store before :meth:`TaskHandler.add` returns and deleted only after their callback ran, so a task
 fires at least once even if the process dies; a graceful stop never fires one twice.
+
+The handler behaves like Evennia's: ``unpause()`` of a task whose time has passed runs it inside
+the call, a cancelled task is dropped once it is :attr:`~TaskHandler.stale_timeout` seconds past
+its time (checked when tasks are added or loaded, or by :meth:`~TaskHandler.clean_stale_tasks`),
+and ``clock``, ``clear()``, ``create_delays()``, ``tasks`` and ``to_save`` are there for tests
+written against Evennia. Task ids are never reused (Evennia reuses them).
 """
 
 from __future__ import annotations
 
-import json
+import contextlib
+import datetime
+import gc
+import heapq
+import inspect
 import math
+import types
 from numbers import Real
-from typing import TYPE_CHECKING, Any, Callable
+from typing import Any, Callable, Iterator, Mapping
 
 from twisted.internet import defer
+from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger, LogLevel
 from twisted.python.failure import Failure
 
-from . import _codec
-from .store import ID_BLOCK
-
-if TYPE_CHECKING:
-    from .runtime import Runtime
+from . import _codec, _failures
+from ._timers import Timers
+from .store import ID_BLOCK, Store
 
 log = Logger(namespace="evasync.tasks")
 
 SCHEDULED, PAUSED, CANCELLED, DONE = "scheduled", "paused", "cancelled", "done"
+_STORED_STATES = (SCHEDULED, PAUSED, CANCELLED)
 
 #: How many overdue tasks fire per reactor turn after a load, so players are not frozen by a
 #: backlog that came due while the server was down.
 OVERDUE_CHUNK = 500
 
+#: Seconds a cancelled task is kept past its time before it is dropped (Evennia's default).
+STALE_TIMEOUT = 60
+
+#: Quarantined rows named one by one in the log at a load; the rest are counted.
+_LOGGED_ROWS = 20
+
+_NO_KWARGS: Mapping[str, Any] = types.MappingProxyType({})
+_NO_KWARGS_TEXT = '{"d":[]}'  # what _codec.dumps({}) gives, written once
+
 
 def check_timedelay(timedelay: Any) -> float:
     """Return ``timedelay`` as a float; TypeError/ValueError if it is not a finite number >= 0."""
     kind = type(timedelay)
+    if kind is float:
+        if 0 <= timedelay < math.inf:
+            return timedelay
+    elif kind is int and 0 <= timedelay < 2 ** 1000:
+        return float(timedelay)
     if kind is not int and kind is not float:
         if isinstance(timedelay, bool) or not isinstance(timedelay, Real):
             raise TypeError(f"timedelay must be a number of seconds, not {timedelay!r} "
@@ -52,6 +78,24 @@ def _name(callback: Callable) -> str:
     return getattr(callback, "__qualname__", None) or repr(callback)
 
 
+def _full_name(callback: Callable) -> str:
+    module = getattr(callback, "__module__", None)
+    return f"{module}.{_name(callback)}" if module else _name(callback)
+
+
+@contextlib.contextmanager
+def _gc_paused() -> Iterator[None]:
+    """Hold off garbage collection: a load makes many objects and no cycles, so the collector
+    would only re-scan them again and again."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
+
+
 class Task:
     """The handle :func:`~evasync.delay` returns. Every method is safe on a finished task.
 
@@ -59,21 +103,24 @@ class Task:
     ran or was removed finds nothing and its methods return False (or None).
     """
 
-    __slots__ = ("id", "_runtime", "callback", "args", "kwargs", "persistent", "due", "state",
-                 "_called", "_call", "_deferred")
+    __slots__ = ("id", "_handler", "callback", "args", "kwargs", "persistent", "due", "state",
+                 "called", "_call", "_deferred")
 
-    def __init__(self, runtime: "Runtime", task_id: int, callback: Callable, args: tuple,
-                 kwargs: dict, persistent: bool, due: float, state: str = SCHEDULED) -> None:
+    def __init__(self, handler: "TaskHandler", task_id: int, callback: Callable, args: tuple,
+                 kwargs: Mapping[str, Any], persistent: bool, due: float,
+                 state: str = SCHEDULED) -> None:
         self.id = task_id
-        self._runtime = runtime
+        self._handler = handler
         self.callback = callback
         self.args = args
         self.kwargs = kwargs
         self.persistent = persistent
         self.due = due
         self.state = state
-        self._called = False
-        self._call = None
+        #: True once the callback has run because the task fired (or by ``do_task()``); not set
+        #: by ``call()`` or ``cancel()``.
+        self.called = False
+        self._call: Any = None
         self._deferred: defer.Deferred | None = None
 
     def __repr__(self) -> str:
@@ -86,53 +133,46 @@ class Task:
 
     def active(self) -> bool:
         """True while the task is pending: scheduled or paused, neither run, cancelled nor removed."""
-        return self._runtime.tasks.active(self.id)
+        return self._handler.active(self.id)
 
     def exists(self) -> bool:
         """True while the task handler still holds the task (pending or cancelled, not yet removed)."""
-        return self._runtime.tasks.exists(self.id)
+        return self._handler.exists(self.id)
 
     def cancel(self) -> bool:
-        """Stop the task from firing but keep it (``do_task()`` can still run it).
+        """Stop the task from firing but keep it (``do_task()`` can still run it) until it is
+        stale: :attr:`TaskHandler.stale_timeout` seconds past its time.
 
         Returns:
             True if a pending task was stopped; False if it had already run, was cancelled or removed.
         """
-        return self._runtime.tasks.cancel(self.id)
+        return self._handler.cancel(self.id)
 
     def remove(self) -> bool:
         """Drop the task (and its stored copy). True if it existed, False otherwise."""
-        return self._runtime.tasks.remove(self.id)
+        return self._handler.remove(self.id)
 
     def do_task(self) -> Any:
         """Run the callback now and remove the task. Returns the callback's result (False if gone)."""
-        return self._runtime.tasks.do_task(self.id)
+        return self._handler.do_task(self.id)
 
     def call(self) -> Any:
         """Run the callback now and leave the task as it was. Returns its result (False if gone)."""
-        return self._runtime.tasks.call_task(self.id)
+        return self._handler.call_task(self.id)
 
     def pause(self) -> bool:
         """Hold a scheduled task. True if it was scheduled and is now paused."""
-        return self._runtime.tasks.pause(self.id)
+        return self._handler.pause(self.id)
 
     def unpause(self) -> bool:
-        """Release a paused task: it fires at once if its time has passed, else at its time."""
-        return self._runtime.tasks.unpause(self.id)
+        """Release a paused task: if its time has passed it runs now, inside this call; otherwise
+        it fires at its time. True if it was paused."""
+        return self._handler.unpause(self.id)
 
     @property
     def paused(self) -> bool:
         """True while the task is paused."""
-        live = self._runtime.tasks._tasks.get(self.id)
-        return live is not None and live.state == PAUSED
-
-    @property
-    def called(self) -> bool:
-        """True once the callback has run (when it fired, or by ``do_task()`` or ``call()``)."""
-        if self._called:
-            return True
-        live = self._runtime.tasks._tasks.get(self.id)
-        return live is not None and live._called
+        return self.state == PAUSED and self._handler.exists(self.id)
 
     def get_deferred(self) -> defer.Deferred | None:
         """A Deferred that fires with the callback's result when the task runs.
@@ -140,25 +180,68 @@ class Task:
         It errbacks with the callback's failure, or with ``CancelledError`` if the task is removed
         before running. None if the task no longer exists.
         """
-        return self._runtime.tasks.get_deferred(self.id)
+        return self._handler.get_deferred(self.id)
 
 
 class TaskHandler:
-    """Holds a runtime's tasks. ``evasync.TASK_HANDLER`` is the default runtime's handler."""
+    """Holds a runtime's tasks. ``evasync.TASK_HANDLER`` is the current runtime's handler.
 
-    def __init__(self, runtime: "Runtime") -> None:
-        self._runtime = runtime
-        self._clock = runtime.clock
-        self._store = runtime.store
+    Args:
+        clock: Schedules the tasks (the reactor, or a ``task.Clock`` in tests).
+        store: Where persistent tasks are kept.
+        lookup: ``lookup(object_id)`` gives a stored game object back (LookupError if none).
+        trust: Which modules stored callbacks may come from.
+
+    Attributes:
+        stale_timeout: Seconds a cancelled task is kept past its time before the handler drops
+            it (and its stored copy) when tasks are next added or loaded; 0 turns the automatic
+            clean-up off (:meth:`clean_stale_tasks` still works).
+    """
+
+    def __init__(self, clock: IReactorTime, store: Store, lookup: Callable[[int], Any],
+                 trust: _codec.Trust | None = None) -> None:
+        self._clock = clock
+        self._timers = Timers(clock)
+        self._fire_task = self._fire  # one bound method for every task (a new one is 64 bytes)
+        self._store = store
+        self._lookup = lookup
+        self._trust = trust if trust is not None else _codec.Trust()
         self._tasks: dict[int, Task] = {}
         self._next_id = 0
         self._end_id = 0
         self._stopped = False
         #: Persistent tasks whose callback ran but whose stored row is not deleted yet.
         self._running: set[int] = set()
+        #: (due, id) of cancelled tasks, soonest first: what clean_stale_tasks() looks at.
+        self._cancelled: list[tuple[float, int]] = []
+        self._warned: set[str] = set()
+        self.stale_timeout: float = STALE_TIMEOUT
+        #: Evennia's testing hook: a ``datetime`` (or seconds) used as "now" by the stale check.
+        self._now: Any = None
 
     def __len__(self) -> int:
         return len(self._tasks)
+
+    @property
+    def clock(self) -> IReactorTime:
+        """The clock tasks are scheduled on. Setting it (as Evennia's tests do with a
+        ``task.Clock``) affects tasks added from then on."""
+        return self._clock
+
+    @clock.setter
+    def clock(self, clock: IReactorTime) -> None:
+        self._clock = clock
+        self._timers = Timers(clock)  # tasks already scheduled stay on the old clock
+
+    @property
+    def tasks(self) -> Mapping[int, Task]:
+        """The tasks held (pending or cancelled), by id: a read-only view."""
+        return types.MappingProxyType(self._tasks)
+
+    @property
+    def to_save(self) -> Mapping[int, Task]:
+        """The persistent tasks held, by id (Evennia's name for what is stored)."""
+        return {task_id: task for task_id, task in self._tasks.items() if task.persistent}
 
     # -- adding ----------------------------------------------------------------------------
 
@@ -173,6 +256,7 @@ class TaskHandler:
     def add(self, timedelay: float, callback: Callable, *args: Any, persistent: bool = False,
             **kwargs: Any) -> Task:
         """Schedule ``callback(*args, **kwargs)`` in ``timedelay`` seconds; see :func:`evasync.delay`."""
+        start = self._clock.seconds()  # the delay counts from the call, store opening included
         seconds = check_timedelay(timedelay)
         if not callable(callback):
             raise TypeError(f"callback must be callable, not {callback!r}")
@@ -180,35 +264,57 @@ class TaskHandler:
             raise RuntimeError("this task handler was stopped (the runtime was reloaded or "
                                "closed); use evasync.delay() or the new runtime's handler")
         if persistent:
-            stored = (json.dumps(_codec.encode_callback(callback)),
-                      _codec.dumps(args, f"argument list of {_name(callback)}"),
-                      _codec.dumps(kwargs, f"keyword arguments of {_name(callback)}"))
-        task = Task(self._runtime, self._new_id(), callback, args, kwargs, persistent,
-                    self._clock.seconds() + seconds)
+            stored = (_codec.callback_text(callback, self._trust),
+                      _codec.dumps(list(args), "argument list of", callback),
+                      _codec.dumps(kwargs, "keyword arguments of", callback)
+                      if kwargs else _NO_KWARGS_TEXT)
+        task = Task(self, self._new_id(), callback, args, kwargs or _NO_KWARGS, persistent,
+                    start + seconds)
         if persistent:
             self._store.add_task(task.id, task.due, SCHEDULED, *stored)
         self._tasks[task.id] = task
-        task._call = self._clock.callLater(seconds, self._fire, task)
+        self._schedule(task)
+        if self._cancelled and self.stale_timeout > 0:
+            self.clean_stale_tasks()
         return task
+
+    def _schedule(self, task: Task) -> None:
+        task._call = self._timers.at(task.due, self._fire_task, task)
 
     # -- running ---------------------------------------------------------------------------
 
     def _run(self, task: Task) -> None:
         """Run a due task's callback, routing a failure to its Deferred or to the log."""
-        task._called = True
+        task.called = True
         deferred = task._deferred
         try:
             result = task.callback(*task.args, **task.kwargs)
         except Exception:
             failure = Failure()
-            if deferred is not None:
-                deferred.errback(failure)
+            if deferred is None:
+                log.failure("task {task_id} ({callback}) raised", failure, task_id=task.id,
+                            callback=_name(task.callback), level=LogLevel.error)
             else:
-                log.failure("task {task_id} ({callback}) raised", failure,
-                            task_id=task.id, callback=_name(task.callback), level=LogLevel.error)
-        else:
-            if deferred is not None:
-                deferred.callback(result)
+                _failures.fail(deferred, failure, log, "task {task_id} ({callback}) raised",
+                               task_id=task.id, callback=_name(task.callback))
+            return
+        if deferred is not None:
+            deferred.callback(result)
+        elif inspect.isgenerator(result) or inspect.iscoroutine(result):
+            self._warn_undriven(task.callback, result)
+
+    def _warn_undriven(self, callback: Callable, result: Any) -> None:
+        name = _full_name(callback)
+        if inspect.iscoroutine(result):
+            result.close()  # our warning replaces Python's "coroutine was never awaited"
+        if name in self._warned:
+            return
+        self._warned.add(name)
+        kind = "coroutine" if inspect.iscoroutine(result) else "generator"
+        log.warn("delay callback {callback} returned a {kind} that nothing drives, so none of "
+                 "its body ran. A delay callback is called once; to pause or ask, decorate the "
+                 "function with @interactive (it needs a 'caller' argument) or put the yield in "
+                 "a Command's func().", callback=name, kind=kind)
 
     def _fire(self, task: Task) -> None:
         task._call = None
@@ -267,23 +373,25 @@ class TaskHandler:
         return task is not None and task.state in (SCHEDULED, PAUSED)
 
     def _set_state(self, task: Task, state: str) -> None:
-        task.state = state
         if task.persistent:
             self._store.set_task_state(task.id, state, task.due)
+        task.state = state
 
-    def _stop_call(self, task: Task) -> None:
+    @staticmethod
+    def _stop_call(task: Task) -> None:
         if task._call is not None:
-            if task._call.active():
-                task._call.cancel()
+            Timers.cancel(task._call)
             task._call = None
 
     def cancel(self, task_id: int) -> bool:
-        """Stop task ``task_id`` from firing, keeping it. True if a pending task was stopped."""
+        """Stop task ``task_id`` from firing, keeping it until it is stale. True if a pending
+        task was stopped."""
         task = self._tasks.get(task_id)
         if task is None or task.state not in (SCHEDULED, PAUSED):
             return False
-        self._stop_call(task)
         self._set_state(task, CANCELLED)
+        self._stop_call(task)
+        heapq.heappush(self._cancelled, (task.due, task.id))
         return True
 
     def _unschedule(self, task: Task) -> None:
@@ -291,19 +399,16 @@ class TaskHandler:
         del self._tasks[task.id]
         task.state = DONE
 
-    def _forget(self, task: Task) -> None:
-        self._unschedule(task)
-        if task.persistent:
-            self._store.delete_tasks((task.id,))
-
     def remove(self, task_id: int) -> bool:
         """Drop task ``task_id`` and its stored copy. True if it existed."""
         task = self._tasks.get(task_id)
         if task is None:
             return False
-        self._forget(task)
-        if task._deferred is not None and not task._deferred.called:
-            task._deferred.cancel()
+        if task.persistent:
+            self._store.delete_tasks((task.id,))
+        self._unschedule(task)
+        if task._deferred is not None:
+            _failures.cancel(task._deferred)
         return True
 
     def do_task(self, task_id: int) -> Any:
@@ -317,14 +422,14 @@ class TaskHandler:
         # Unscheduled at once, but its stored copy goes only once the callback has run: a
         # crash meanwhile runs it again at the next start rather than never (at least once).
         self._unschedule(task)
-        task._called = True
+        task.called = True
         if task.persistent:
             self._running.add(task_id)
         try:
             result = task.callback(*task.args, **task.kwargs)
         except Exception:
             if task._deferred is not None:
-                task._deferred.errback(Failure())
+                _failures.fail(task._deferred, Failure(), None)  # the caller gets it raised
             raise
         else:
             if task._deferred is not None:
@@ -335,11 +440,11 @@ class TaskHandler:
                 self._ran((task_id,))
 
     def call_task(self, task_id: int) -> Any:
-        """Run task ``task_id``'s callback now, leaving it scheduled; False if there is no such task."""
+        """Run task ``task_id``'s callback now, leaving the task as it was (its ``called`` too,
+        as in Evennia); False if there is no such task."""
         task = self._tasks.get(task_id)
         if task is None:
             return False
-        task._called = True
         return task.callback(*task.args, **task.kwargs)
 
     def pause(self, task_id: int) -> bool:
@@ -347,18 +452,21 @@ class TaskHandler:
         task = self._tasks.get(task_id)
         if task is None or task.state != SCHEDULED:
             return False
-        self._stop_call(task)
         self._set_state(task, PAUSED)
+        self._stop_call(task)
         return True
 
     def unpause(self, task_id: int) -> bool:
-        """Release paused task ``task_id``: it fires at once if overdue, else at its time."""
+        """Release paused task ``task_id``: if its time has passed it runs now, inside this
+        call (as in Evennia); otherwise it fires at its time. True if it was paused."""
         task = self._tasks.get(task_id)
         if task is None or task.state != PAUSED:
             return False
         self._set_state(task, SCHEDULED)
-        task._call = self._clock.callLater(max(0.0, task.due - self._clock.seconds()),
-                                           self._fire, task)
+        if task.due <= self._clock.seconds():
+            self._fire(task)
+        else:
+            self._schedule(task)
         return True
 
     def get_deferred(self, task_id: int) -> defer.Deferred | None:
@@ -374,7 +482,90 @@ class TaskHandler:
         """Handles of every task the handler holds, in id order."""
         return [self._tasks[i] for i in sorted(self._tasks)]
 
+    # -- Evennia's housekeeping ------------------------------------------------------------
+
+    def _stale_now(self) -> float:
+        now = self._now
+        if isinstance(now, datetime.datetime):
+            return now.timestamp()
+        if isinstance(now, (int, float)) and not isinstance(now, bool) and now:
+            return float(now)
+        return self._clock.seconds()
+
+    def clean_stale_tasks(self) -> int:
+        """Drop the cancelled tasks that are more than :attr:`stale_timeout` seconds past their
+        time, with their stored copies. Returns how many were dropped."""
+        cutoff = self._stale_now() - max(0.0, self.stale_timeout)
+        stale = []
+        while self._cancelled and self._cancelled[0][0] < cutoff:
+            _, task_id = heapq.heappop(self._cancelled)
+            task = self._tasks.get(task_id)
+            if task is not None and task.state == CANCELLED:
+                stale.append(task)
+        stored = [task.id for task in stale if task.persistent]
+        if stored:
+            self._store.delete_tasks(stored)
+        for task in stale:
+            self._unschedule(task)
+            if task._deferred is not None:
+                _failures.cancel(task._deferred)
+        return len(stale)
+
+    def clear(self, save: bool = True, cancel: bool = True) -> bool:
+        """Drop every task (Evennia's ``clear``): nothing held fires any more.
+
+        Args:
+            save: Also delete every stored task; False keeps the store as it is (so a
+                :meth:`load` brings the persistent ones back, as a restart would).
+            cancel: Accepted for Evennia's signature; cleared tasks never fire either way.
+
+        Returns:
+            True.
+        """
+        tasks = list(self._tasks.values())
+        if save:
+            self._store.delete_all_tasks()
+        for task in tasks:
+            self._unschedule(task)
+            if task._deferred is not None:
+                _failures.cancel(task._deferred)
+        self._cancelled.clear()
+        self._running.clear()
+        return True
+
+    def create_delays(self) -> int:
+        """Schedule every held, scheduled task that has no timer (Evennia's second start-up step;
+        :meth:`load` already schedules what it loads). Returns how many were scheduled."""
+        waiting = [task for task in self._tasks.values()
+                   if task.state == SCHEDULED and task._call is None]
+        for task in waiting:
+            self._schedule(task)
+        return len(waiting)
+
     # -- persistence -----------------------------------------------------------------------
+
+    def _restore(self, row: tuple, decoder: _codec.Decoder, callbacks: dict[str, Any]) -> Task:
+        """The task stored in ``row``, or an exception saying why it cannot be restored."""
+        task_id, due, state, callback_text, args_text, kwargs_text = row
+        if type(due) not in (int, float) or not math.isfinite(due):
+            raise ValueError(f"its time is not a number of seconds: {due!r}")
+        if state not in _STORED_STATES:
+            raise ValueError(f"its state is not one of {', '.join(_STORED_STATES)}: {state!r}")
+        if not isinstance(callback_text, str):
+            raise ValueError(f"its callback is not text: {callback_text!r}")
+        callback = callbacks.get(callback_text)
+        if callback is None:
+            callback = _codec.decode_callback(callback_text, self._lookup, self._trust)
+            if '"path"' in callback_text:  # a function, the same for every row naming it
+                callbacks[callback_text] = callback
+        args = decoder.loads(args_text)
+        kwargs = decoder.loads(kwargs_text)
+        if not isinstance(args, (list, tuple)):
+            raise ValueError(f"its arguments are not a list: {args!r:.60}")
+        if not isinstance(kwargs, dict) or not all(isinstance(k, str) for k in kwargs):
+            raise ValueError(f"its keyword arguments are not a dict of names: {kwargs!r:.60}")
+        return Task(self, task_id, callback, tuple(args), kwargs or _NO_KWARGS, True, float(due),
+                    state)
 
     def load(self) -> int:
         """Restore and schedule the persistent tasks in the store; returns how many were restored.
@@ -382,48 +573,51 @@ class TaskHandler:
         Tasks already held (added in this process, or restored by an earlier ``load()``) are
         skipped, so calling it twice schedules nothing twice. Tasks that came due while the
         server was down fire promptly in due order, a chunk per reactor turn; the rest fire at
-        their original time. A task whose function no longer imports or whose object was deleted
-        is logged with the reason and deleted from the store; the others still load.
+        their original time. A row that cannot be restored (its function no longer imports or
+        is not trusted, its object was deleted, the row is damaged) is moved to the store's
+        quarantine with the reason and logged; the other tasks still load. Cancelled tasks that
+        are stale are then dropped (they count as restored).
         """
-        get_object = self._runtime.objects.get
-        decoder = _codec.Decoder(get_object)
-        resolved: dict[str, Any] = {}
+        decoder = _codec.Decoder(self._lookup)
+        callbacks: dict[str, Any] = {}
         overdue: list[Task] = []
         # Queued before anything else, so the backlog fires ahead of tasks that come due while
         # this (possibly long) load runs; it is filled below.
         self._clock.callLater(0, self._fire_overdue, overdue)
-        broken: list[int] = []
+        bad: dict[int, str] = {}
         restored = 0
-        for task_id, due, state, callback_text, args_text, kwargs_text in self._store.tasks():
-            if task_id in self._tasks:
-                continue
-            try:
-                callback = resolved.get(callback_text)
-                if callback is None:
-                    spec = json.loads(callback_text)
-                    callback = _codec.decode_callback(spec, get_object)
-                    if "path" in spec:
-                        resolved[callback_text] = callback
-                args = tuple(decoder.loads(args_text))
-                kwargs = decoder.loads(kwargs_text)
-            except Exception as exc:  # a missing object or function, or a damaged row
-                log.warn("dropping stored task {task_id}: {reason}", task_id=task_id,
-                         reason=str(exc) or repr(exc))
-                broken.append(task_id)
-                continue
-            task = Task(self._runtime, task_id, callback, args, kwargs, True, due, state)
-            self._tasks[task_id] = task
-            restored += 1
-            if state != SCHEDULED:
-                continue
-            wait = due - self._clock.seconds()  # time passes while a large store loads
-            if wait <= 0:
-                overdue.append(task)
-            else:
-                task._call = self._clock.callLater(wait, self._fire, task)
-        if broken:
-            self._store.delete_tasks(broken)
+        with _gc_paused():
+            for row in self._store.tasks():
+                task_id = row[0]
+                if task_id in self._tasks:
+                    continue
+                try:
+                    task = self._restore(row, decoder, callbacks)
+                except Exception as exc:  # any reason at all: this row only
+                    bad[task_id] = f"{type(exc).__name__}: {exc}"
+                    continue
+                self._tasks[task_id] = task
+                restored += 1
+                if task.state == CANCELLED:
+                    heapq.heappush(self._cancelled, (task.due, task_id))
+                elif task.state == SCHEDULED:
+                    if task.due <= self._clock.seconds():  # time passes while a store loads
+                        overdue.append(task)
+                    else:
+                        self._schedule(task)
+        if bad:
+            self._quarantine(bad)
+        if self._cancelled and self.stale_timeout > 0:
+            self.clean_stale_tasks()
         return restored
+
+    def _quarantine(self, bad: dict[int, str]) -> None:
+        self._store.quarantine_tasks(bad, self._clock.seconds())
+        for task_id, reason in list(bad.items())[:_LOGGED_ROWS]:
+            log.warn("stored task {task_id} cannot be restored and was moved to the store's "
+                     "quarantine: {reason}", task_id=task_id, reason=reason)
+        if len(bad) > _LOGGED_ROWS:
+            log.warn("{more} more stored task(s) were quarantined", more=len(bad) - _LOGGED_ROWS)
 
     def stop(self) -> None:
         """Unschedule everything (a graceful stop): persistent tasks stay in the store.
@@ -437,3 +631,4 @@ class TaskHandler:
         for task in self._tasks.values():
             self._stop_call(task)
         self._tasks.clear()
+        self._timers.stop()

@@ -1,6 +1,11 @@
 """Virtual time for tests and docs: a runtime on a ``task.Clock`` with a throw-away store.
 
-Example::
+Example (the test suite runs it):
+
+.. code-block:: python
+
+    from evasync import create_object, delay
+    from evasync.testing import VirtualRuntime
 
     with VirtualRuntime() as rt:
         hero = create_object(key="Hero")
@@ -16,6 +21,7 @@ import os
 import shutil
 import tempfile
 import time
+import weakref
 from typing import Any
 
 from twisted.internet.task import Clock
@@ -56,10 +62,13 @@ class VirtualRuntime(Runtime):
     """
 
     def __init__(self, db_path: str | os.PathLike | None = None, install: bool = True) -> None:
-        self._tmpdir = None
+        self._remove_tmpdir = None
         if db_path is None:
-            self._tmpdir = tempfile.mkdtemp(prefix="evasync-")
-            db_path = os.path.join(self._tmpdir, "evasync.db")
+            tmpdir = tempfile.mkdtemp(prefix="evasync-")
+            db_path = os.path.join(tmpdir, "evasync.db")
+            # Removed by close(), or at the latest when the interpreter exits (a runtime made
+            # at a prompt is rarely closed).
+            self._remove_tmpdir = weakref.finalize(self, shutil.rmtree, tmpdir, True)
         self._listeners: list[tuple[int, Recorder]] = []
         self._installed = install
         super().__init__(clock=Clock(), db_path=db_path)
@@ -101,7 +110,7 @@ class VirtualRuntime(Runtime):
         processes hand back with ``callFromThread`` are delivered; virtual time does not move.
 
         Returns:
-            The Deferred's result (a ``Failure`` if it failed).
+            The Deferred's result (a :class:`~twisted.python.failure.Failure` if it failed).
 
         Raises:
             TimeoutError: if ``deferred`` has not fired within ``timeout`` seconds.
@@ -143,6 +152,5 @@ class VirtualRuntime(Runtime):
         if self._installed and get_runtime_or_none() is self:
             set_runtime(self._previous)
         self._installed = False
-        if self._tmpdir is not None:
-            shutil.rmtree(self._tmpdir, ignore_errors=True)
-            self._tmpdir = None
+        if self._remove_tmpdir is not None:
+            self._remove_tmpdir()

@@ -28,6 +28,7 @@ class CmdReload(Command):
     """
 
     key = "reload"
+    runs_during_questions = True
 
     def func(self):
         self.msg("Reloading ...")

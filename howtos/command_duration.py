@@ -225,7 +225,11 @@ class CmdMove(Command):
         if is_crafting(self.caller):
             self.msg("You can't walk away from your workbench in the middle of crafting!")
             return
-        self.msg(f"You walk {self.cmdstring} ... and back again: this world is one room.")
+        direction = DIRECTIONS.get(self.cmdstring.lower(), self.cmdstring.lower())
+        self.msg(f"You walk {direction} ... and back again: this world is one room.")
+
+
+DIRECTIONS = {"n": "north", "s": "south", "e": "east", "w": "west"}
 
 
 class CmdBrew(MuxCommand):
@@ -249,15 +253,21 @@ class CmdBrew(MuxCommand):
         if caller.db.brewing:
             self.msg(f"Your {caller.db.brewing} is still bubbling.")
             return
+        # A persistent task must be found again after a reload: a module-level function and a
+        # stored character qualify, a method of this Command instance would not. The flag is set
+        # only once delay() has accepted the task, so a refusal leaves nothing "bubbling".
+        delay(BREW_TIME, finish_brew, caller, self.args, persistent=True)
         caller.db.brewing = self.args
         self.msg(f"You set a cauldron of {self.args} to simmer. It will be ready in a minute.")
-        # A persistent task must be found again after a reload: a module-level function and a
-        # stored character qualify, a method of this Command instance would not.
-        delay(BREW_TIME, finish_brew, caller, self.args, persistent=True)
 
 
 def finish_brew(character, potion):
-    """Callback of brew (persistent): the potion is ready."""
+    """Callback of brew (persistent): the potion is ready.
+
+    Safe to run twice, as a persistent callback must be: after a crash the task runs again.
+    """
+    if character.db.brewing != potion:
+        return  # already finished
     del character.db.brewing
     character.msg(f"Your {potion} is ready!")
 

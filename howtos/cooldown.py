@@ -6,7 +6,9 @@ limit how often something can be done, as long as the player does not need to be
 the cooldown ends.
 """
 
-from evasync import CmdSet, MuxCommand, now
+import math
+
+from evasync import TASK_HANDLER, CmdSet, MuxCommand
 
 COOLDOWN = 30  # seconds between two power attacks
 
@@ -24,16 +26,18 @@ class CmdPowerAttack(MuxCommand):
 
     def func(self):
         caller = self.caller
+        now = TASK_HANDLER.clock.seconds()  # the clock delays run on, in evasync and Evennia
         last = caller.db.last_power_attack
         if last is not None:
-            left = COOLDOWN - (now() - last)
+            left = math.ceil(COOLDOWN - (now - last))  # 0.4 s left is "1 more second"
             if left > 0:
-                self.msg(f"You are still gathering strength: {left:.0f} more seconds.")
+                unit = "second" if left == 1 else "seconds"
+                self.msg(f"You are still gathering strength: {left} more {unit}.")
                 return
         target = self.args or "the training dummy"
         self.msg(f"You unleash a power attack on {target}!")
         # Stored in db, so a reload does not reset the cooldown.
-        caller.db.last_power_attack = now()
+        caller.db.last_power_attack = now
 
 
 class CooldownCmdSet(CmdSet):

@@ -1,6 +1,10 @@
-"""Asking players questions with ``@interactive``: the code of the "Asking questions" howto."""
+"""Asking players questions with ``@interactive``: the code of the "Asking questions" howto.
 
-from evasync import CmdSet, Command, ask, interactive
+Everything here runs on Evennia too, with only the imports changed, except ``CmdQuickSale``,
+which uses evasync's ``ask()`` (marked "evasync only" on the page).
+"""
+
+from evasync import TASK_HANDLER, CmdSet, Command, ask, interactive
 
 REST_ROUND = 10  # seconds per round of rest
 SALE_TIMEOUT = 15  # seconds a shopkeeper waits for an answer
@@ -8,7 +12,7 @@ SALE_TIMEOUT = 15  # seconds a shopkeeper waits for an answer
 
 @interactive
 def rest_by_the_fire(caller, max_rounds=5):
-    """Rest in rounds, asking after each whether to go on. Returns the rounds rested."""
+    """Rest in rounds, asking after each whether to go on; says how long the rest lasted."""
     rounds = 0
     try:
         while rounds < max_rounds:
@@ -17,8 +21,9 @@ def rest_by_the_fire(caller, max_rounds=5):
             rounds += 1
             caller.msg(f"You feel rested ({rounds} round{'s' if rounds > 1 else ''}).")
             again = yield "Rest a bit longer? (yes/no)"
-            if again.lower() not in ("yes", "y"):
+            if again.strip().lower() not in ("yes", "y"):
                 break
+        caller.msg(f"You get up after {rounds} round{'s' if rounds > 1 else ''} of rest.")
     finally:
         # Runs however the rest ends: a "no", the last round, or the player leaving.
         caller.ndb.resting = False
@@ -41,9 +46,7 @@ class CmdRest(Command):
             self.msg("You are already resting.")
             return
         caller.ndb.resting = True
-        done = rest_by_the_fire(caller)
-        done.addCallback(lambda rounds: caller.msg(
-            f"You get up after {rounds} round(s) of rest."))
+        rest_by_the_fire(caller)
 
 
 class CmdSell(Command):
@@ -53,8 +56,8 @@ class CmdSell(Command):
     Usage:
       sell <item>
 
-    The shopkeeper will not wait forever: no answer within fifteen
-    seconds means no sale.
+    The offer stands for fifteen seconds: a yes that comes later is
+    too late.
     """
 
     key = "sell"
@@ -65,14 +68,35 @@ class CmdSell(Command):
             self.msg("Sell what? Usage: sell <item>")
             return
         price = 3 * len(item)
-        # A question in Command.func works like one in an @interactive function; ask() adds a
-        # timeout and the answer to use when it runs out.
-        answer = yield ask(f"The shopkeeper offers {price} gold for {item}. Deal? (yes/no)",
-                           timeout=SALE_TIMEOUT, default="no")
-        if answer.lower() in ("yes", "y"):
+        offered_at = TASK_HANDLER.clock.seconds()
+        answer = yield self.offer(
+            f"The shopkeeper offers {price} gold for {item}. Deal? (yes/no)")
+        if TASK_HANDLER.clock.seconds() - offered_at > SALE_TIMEOUT:
+            self.msg(f"The shopkeeper has lost interest. You keep {item}.")
+        elif answer.strip().lower() in ("yes", "y"):
             self.msg(f"You sell {item} for {price} gold.")
         else:
             self.msg(f"You keep {item}.")
+
+    def offer(self, question):
+        """What func() yields: the question itself, which waits as long as it takes."""
+        return question
+
+
+class CmdQuickSale(CmdSell):
+    """
+    Sell something; the shopkeeper takes fifteen seconds of silence
+    as a no.
+
+    Usage:
+      quicksell <item>
+    """
+
+    key = "quicksell"
+
+    def offer(self, question):
+        # evasync only: ask() gives up after the timeout and answers the default.
+        return ask(question, timeout=SALE_TIMEOUT, default="no")
 
 
 class QuestionsCmdSet(CmdSet):
@@ -83,6 +107,7 @@ class QuestionsCmdSet(CmdSet):
     def at_cmdset_creation(self):
         self.add(CmdRest)
         self.add(CmdSell)
+        self.add(CmdQuickSale)
 
 
 if __name__ == "__main__":

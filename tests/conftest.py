@@ -43,3 +43,11 @@ def logged() -> Iterator[Logged]:
     globalLogPublisher.addObserver(events.append)
     yield events
     globalLogPublisher.removeObserver(events.append)
+
+
+@pytest.fixture(scope="session")
+def built_site(tmp_path_factory: pytest.TempPathFactory):
+    """The site, built once per test run as ``make html`` builds it (with its doctrees)."""
+    from ._site import build
+
+    return build(tmp_path_factory.mktemp("site"))

@@ -781,7 +781,7 @@ def test_reload_closes_paused_commands_cleanly(rt):
 
 def test_a_persistent_cmdset_is_back_after_a_reload(rt):
     alice = Player(rt, "Alice")
-    alice.obj.cmdset.add(DanceCmdSet)
+    alice.obj.cmdset.add(DanceCmdSet, persistent=True)
     rt.reload()
     alice.refetch()
     assert alice.obj.cmdset.has(DanceCmdSet)
@@ -791,7 +791,7 @@ def test_a_persistent_cmdset_is_back_after_a_reload(rt):
 
 def test_a_cmdset_can_be_added_by_its_import_path(rt):
     alice = Player(rt, "Alice")
-    alice.obj.cmdset.add("tests._commands_support.DanceCmdSet")
+    alice.obj.cmdset.add("tests._commands_support.DanceCmdSet", persistent=True)
     rt.reload()
     alice.refetch()
     alice.types("dance")
@@ -801,7 +801,7 @@ def test_a_cmdset_can_be_added_by_its_import_path(rt):
 def test_a_nested_cmdset_class_is_stored_and_found_again(rt):
     alice = Player(rt, "Alice")
     with caught_log() as log:
-        alice.obj.cmdset.add(Outer.NestedCmdSet)
+        alice.obj.cmdset.add(Outer.NestedCmdSet, persistent=True)
         rt.reload()
         alice.refetch()
         alice.types("dance")
@@ -809,9 +809,9 @@ def test_a_nested_cmdset_class_is_stored_and_found_again(rt):
     assert [e for e in log.events if e.get("log_level") and e["log_level"].name == "warn"] == []
 
 
-def test_a_non_persistent_cmdset_is_gone_after_a_reload(rt):
+def test_a_cmdset_is_not_persistent_unless_asked_as_in_evennia(rt):
     alice = Player(rt, "Alice")
-    alice.obj.cmdset.add(DanceCmdSet, persistent=False)
+    alice.obj.cmdset.add(DanceCmdSet)
     alice.types("dance")
     rt.reload()
     alice.refetch()
@@ -822,7 +822,7 @@ def test_a_non_persistent_cmdset_is_gone_after_a_reload(rt):
 
 def test_a_removed_cmdset_stays_removed_after_a_reload(rt):
     alice = Player(rt, "Alice")
-    alice.obj.cmdset.add(DanceCmdSet)
+    alice.obj.cmdset.add(DanceCmdSet, persistent=True)
     assert alice.obj.cmdset.remove(DanceCmdSet) is True
     assert alice.obj.cmdset.remove(DanceCmdSet) is False
     rt.reload()
@@ -844,9 +844,9 @@ def test_a_cmdset_that_cannot_be_found_again_is_refused_unless_not_persistent(rt
 
     alice = Player(rt, "Alice")
     with pytest.raises(NotPersistableError, match="persistent=False"):
-        alice.obj.cmdset.add(LocalCmdSet)
+        alice.obj.cmdset.add(LocalCmdSet, persistent=True)
     assert alice.obj.cmdset.all() == []       # refused means not added at all
-    alice.obj.cmdset.add(LocalCmdSet, persistent=False)
+    alice.obj.cmdset.add(LocalCmdSet)         # Evennia code adds local sets like this
     alice.types("dance")
     assert alice.heard() == ["You dance."]
 
@@ -862,8 +862,8 @@ def test_a_typeclass_default_cmdsets_are_always_there(rt):
 
 def test_a_stored_cmdset_that_no_longer_imports_is_skipped_and_logged(rt, monkeypatch):
     alice = Player(rt, "Alice")
-    alice.obj.cmdset.add(_commands_support.VanishingCmdSet)
-    alice.obj.cmdset.add(DanceCmdSet)
+    alice.obj.cmdset.add(_commands_support.VanishingCmdSet, persistent=True)
+    alice.obj.cmdset.add(DanceCmdSet, persistent=True)
     monkeypatch.delattr(_commands_support, "VanishingCmdSet")   # the code was changed
     rt.reload()
     alice.refetch()
@@ -964,3 +964,30 @@ def test_a_default_cmdset_that_does_not_import_is_logged_and_the_others_still_wo
         globalLogPublisher.removeObserver(events.append)
     assert heard.take()[0] == "Available commands:"
     assert any("no_such_module_here" in repr(e.get("cmdset")) for e in events)
+
+
+def test_a_command_that_runs_during_questions_is_not_taken_for_an_answer(rt):
+    class CmdLeave(Command):
+        key = "leave"
+        runs_during_questions = True
+
+        def func(self):
+            self.msg("You leave.")
+
+    class CmdAsk(Command):
+        key = "ask"
+
+        def func(self):
+            answer = yield "Sure?"
+            self.msg(f"Answered {answer}.")
+
+    class Sets(CmdSet):
+        def at_cmdset_creation(self):
+            self.add(CmdLeave)
+            self.add(CmdAsk)
+
+    alice = Player(rt, "Alice", Sets)
+    alice.types("ask")
+    alice.types("leave")          # runs; the question still waits
+    alice.types("look")           # any other line is the answer
+    assert alice.heard() == ["Sure?", "You leave.", "Answered look."]

@@ -23,4 +23,9 @@ def test_each_howto_brings_only_its_own_commands_to_a_shared_store(tmp_path):
     play("howtos.command_duration", ["help"], db)
     listed = [line.split()[0] for line in play("howtos.questions", ["help"], db)
               if line.startswith("  ")]
-    assert listed == ["help", "reload", "rest", "sell"]
+    assert listed == ["help", "quicksell", "reload", "rest", "sell"]
+
+
+def test_the_async_forge_plays_in_a_terminal(tmp_path):
+    out = play("howtos.forge", ["forge a nail"], tmp_path / "play.db")
+    assert "You put the iron for a nail in the fire." in out

@@ -655,3 +655,30 @@ def test_a_question_that_cannot_be_sent_is_thrown_into_the_generator_not_left_wa
         done = rt.driver.run(asking(), hero)
         assert done.result == "gave up"
         assert not rt.driver.is_asking(hero)
+
+
+def test_a_session_that_hangs_up_while_being_asked_leaves_no_question_behind(rt):
+    hero = create_object(key="Hero")
+
+    class HangsUp:
+        def send(self, text):
+            rt.disconnect(hero, self)       # the socket closed while the question went out
+
+    hero.sessions.append(HangsUp())
+    closed = []
+
+    def asking():
+        try:
+            answer = yield "Still there?"
+            closed.append(f"answered {answer}")
+        finally:
+            closed.append("closed")
+
+    done = rt.driver.run(asking(), hero)
+    assert closed == ["closed"] and done.result.check(CallerGone)
+    done.addErrback(lambda failure: None)
+    assert not rt.driver.is_asking(hero)
+    screen = rt.listen(hero)
+    hero.execute_cmd("help")                 # the next line is a command, not an answer
+    assert screen.take()[0].startswith("Available commands")
+    assert closed == ["closed"]

@@ -6,6 +6,7 @@ import pathlib
 
 import pytest
 
+from evasync import NotPersistableError
 from howtos import command_duration
 from howtos.command_duration import BREW_TIME, CRAFT_STEP, FIGHT_LENGTH, CommandDurationCmdSet
 
@@ -128,7 +129,7 @@ def test_crafting_takes_three_steps_and_keeps_the_player_at_the_workbench(rt, he
     rt.advance(10)
     assert hero.heard() == ["You finish crafting fine sword."]
     hero.types("n")
-    assert hero.heard() == ["You walk n ... and back again: this world is one room."]
+    assert hero.heard() == ["You walk north ... and back again: this world is one room."]
     assert hero.obj.ndb.crafting is None and hero.obj.ndb.crafting_task is None
 
 
@@ -213,6 +214,34 @@ def test_brewing_survives_a_reload(rt, hero):
     assert hero.obj.db.brewing is None
 
 
+def test_finish_brew_run_twice_tells_the_player_once(rt, hero):
+    # The store runs a persistent callback again if the server died before it could forget the
+    # task, so the callback must be safe to run twice.
+    hero.types("brew mead")
+    hero.heard()
+    command_duration.finish_brew(hero.obj, "mead")
+    command_duration.finish_brew(hero.obj, "mead")
+    assert hero.heard() == ["Your mead is ready!"]
+    assert hero.obj.db.brewing is None
+
+
+def test_a_refused_brew_leaves_nothing_bubbling(rt, hero, monkeypatch):
+    def refuse(*args, **kwargs):
+        raise NotPersistableError("the store is read-only today")
+
+    monkeypatch.setattr(command_duration, "delay", refuse)
+    with caught_log():
+        hero.types("brew mead")
+    monkeypatch.undo()
+    assert hero.obj.db.brewing is None
+    rt.reload()
+    hero.refetch()
+    hero.heard()
+    hero.types("brew mead")
+    assert hero.heard() == [
+        "You set a cauldron of mead to simmer. It will be ready in a minute."]
+
+
 def test_brew_without_a_potion_explains_its_usage(hero):
     hero.types("brew")
     assert hero.heard() == ["Brew what? Usage: brew <potion>"]
@@ -240,6 +269,16 @@ def test_a_paused_wait_is_closed_cleanly_by_a_reload(rt, hero):
         rt.advance(10)
     assert hero.heard() == ["You start counting to ten..."]
     assert log.failures() == []
+
+
+# -- north: the one room ----------------------------------------------------------------------
+
+@pytest.mark.parametrize("typed, direction", [("n", "north"), ("north", "north"),
+                                              ("s", "south"), ("e", "east"), ("w", "west"),
+                                              ("West", "west")])
+def test_walking_names_the_full_direction(hero, typed, direction):
+    hero.types(typed)
+    assert hero.heard() == [f"You walk {direction} ... and back again: this world is one room."]
 
 
 # -- the set as a whole -------------------------------------------------------------------------

@@ -366,3 +366,29 @@ def test_a_closed_function_nobody_listens_to_is_not_reported(rt):
         rest(alice.obj)
         rt.reload()
     assert log.failures() == []
+
+
+def test_a_functools_partial_can_be_interactive(rt):
+    import functools
+
+    def greet(greeting, caller):
+        caller.msg(greeting)
+        yield 1
+        return "greeted"
+
+    hero = evasync.create_object(key="Hero")
+    heard = rt.listen(hero)
+    done = interactive(functools.partial(greet, "Hello"))(caller=hero)
+    assert heard.take() == ["Hello"]
+    rt.advance(1)
+    assert done.result == "greeted"
+
+
+def test_a_partial_without_a_caller_is_the_documented_type_error():
+    import functools
+
+    def lonely(text):
+        yield 1
+
+    with pytest.raises(TypeError, match="needs a parameter named 'caller'"):
+        interactive(functools.partial(lonely, "x"))

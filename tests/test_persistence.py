@@ -374,15 +374,17 @@ def test_a_task_whose_module_no_longer_imports_is_logged_and_dropped_at_load(
     ('{"path": "tests._support:CALLS"}', '{"t":[]}', '{"d":[]}'),
     ('{"neither": 1}', '{"t":[]}', '{"d":[]}'),
 ])
-def test_a_damaged_stored_task_is_logged_and_dropped_and_start_up_continues(
+def test_a_damaged_stored_task_is_quarantined_and_start_up_continues(
         rt, logged, callback, args, kwargs):
     delay(2, record, "still runs", persistent=True)
     rt.store.add_task(1, 1.0, "scheduled", callback, args, kwargs)
     assert rt.reload() == 1
-    assert any("stored task 1:" in t for t in logged.texts(LogLevel.warn))
+    assert any("stored task 1 cannot be restored" in t for t in logged.texts(LogLevel.warn))
     rt.advance(2)
     assert fired_args() == [("still runs",)]
     assert 1 not in stored_ids(rt)
+    [(quarantined, reason)] = rt.store.quarantined()   # kept, with the reason, not deleted
+    assert quarantined == 1 and reason
 
 
 # -- states that survive a reload --------------------------------------------------------------

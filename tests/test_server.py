@@ -336,11 +336,11 @@ def test_every_howto_is_playable_questions_and_their_timeouts_included(server, c
     trader = clients("Trader")
     trader.command("sell old map", r"offers 21 gold for old map\. Deal\? \(yes/no\)")
     trader.command("yes", "You sell old map for 21 gold.")
-    trader.command("sell lucky coin", "Deal")
+    trader.command("quicksell lucky coin", "Deal")
     trader.expect("You keep lucky coin.")            # 15 game seconds, no answer: the default
     trader.command("powerattack dummy", "You unleash a power attack on dummy!")
     trader.command("pa dummy", "still gathering strength")
-    trader.command("stargaze 3 = 50", "You lie back")
+    trader.command("chart 3 = 50", "You lie back")
     trader.expect(r"You make out \d+ constellation lines")   # computed in a worker process
 
 

@@ -218,7 +218,7 @@ def test_do_task_lets_the_callbacks_exception_through_and_still_removes_the_task
 def test_call_runs_now_and_leaves_the_task_scheduled(rt):
     task = delay(5, record, "x")
     assert task.call() == "recorded ('x',)"
-    assert task.called and task.active()
+    assert not task.called and task.active()   # as in Evennia: call() leaves the task as it was
     rt.advance(5)
     assert len(CALLS) == 2
     assert not task.exists()

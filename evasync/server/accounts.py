@@ -19,6 +19,9 @@ from twisted.internet import defer, threads
 from twisted.logger import Logger
 from twisted.python.threadpool import ThreadPool
 
+from .. import _codec
+from ..objects import DefaultObject
+
 if TYPE_CHECKING:
     from ..runtime import Runtime
 
@@ -35,6 +38,7 @@ RESERVED = frozenset({"root", "superuser", "system", "server", "evasync", "nobod
 #: the game and the portal.
 HASH_THREADS = max(1, (os.cpu_count() or 2) // 2)
 HASH_QUEUE = 64
+#: The typeclass of new characters unless the server is started with ``--typeclass``.
 CHARACTER_TYPECLASS = "evasync.server.characters:Character"
 
 
@@ -62,6 +66,27 @@ def check_password(password: str, stored: str) -> bool:
 
 #: Checked when the name is unknown, so a wrong name costs as long as a wrong password.
 _DUMMY = hash_password("not a real password")
+
+
+def typeclass_package(path: str) -> str:
+    """The top-level package of a typeclass path: naming a typeclass to the server trusts it
+    (the store may then name its functions, typeclasses and command sets)."""
+    return path.strip().split(":")[0].split(".")[0]
+
+
+def check_typeclass(path: str) -> str | None:
+    """Why ``path`` (``"package.module:Class"``) cannot be the typeclass of new characters, or
+    None if it can."""
+    try:
+        cls = _codec.resolve_name(path, _codec.Trust([typeclass_package(path)]))
+    except LookupError as exc:
+        return (f"the character typeclass {path!r} cannot be used: {exc}. Install your game "
+                "into this Python environment (pip install -e path/to/game) or start the "
+                "server in the folder that holds its package.")
+    if not (isinstance(cls, type) and issubclass(cls, DefaultObject)):
+        return (f"the character typeclass {path!r} is {cls!r}, not a typeclass: make it a "
+                "subclass of evasync.DefaultCharacter")
+    return None
 
 
 def check_name(name: str) -> str | None:
@@ -106,11 +131,14 @@ class HashPool:
 
 
 class Accounts:
-    """The accounts in a runtime's store, hashed in ``pool``."""
+    """The accounts in a runtime's store, hashed in ``pool``; new characters are of class
+    ``typeclass``."""
 
-    def __init__(self, runtime: "Runtime", pool: HashPool) -> None:
+    def __init__(self, runtime: "Runtime", pool: HashPool,
+                 typeclass: str = CHARACTER_TYPECLASS) -> None:
         self._runtime = runtime
         self._pool = pool
+        self.typeclass = typeclass
         #: Set when the game stops: a hash finishing after that touches nothing.
         self.closed = False
 
@@ -128,7 +156,7 @@ class Accounts:
         if self.closed or store.account(name) is not None:
             return None
         first = store.count_accounts() == 0
-        character = self._runtime.objects.create(CHARACTER_TYPECLASS, key=name)
+        character = self._runtime.objects.create(self.typeclass, key=name)
         if not store.create_account(name, hashed, character.id, self._runtime.reactor.seconds()):
             character.delete()
             return None

@@ -12,4 +12,5 @@ class Character(DefaultCharacter):
                        "howtos.questions:QuestionsCmdSet",
                        "howtos.cooldown:CooldownCmdSet",
                        "howtos.offload:OffloadCmdSet",
+                       "howtos.forge:AsyncForgeCmdSet",
                        "evasync.server.commands:CharacterCmdSet")

@@ -101,6 +101,7 @@ class CmdQuit(Command):
     """
 
     key = "quit"
+    runs_during_questions = True  # leaving must never be taken for an answer
 
     def func(self) -> None:
         sessions = [self.session] if self.session is not None else list(self.caller.sessions)
@@ -192,6 +193,7 @@ class CmdReload(Command):
 
     key = "reload"
     locks = "cmd:superuser()"
+    runs_during_questions = True
 
     def func(self) -> None:
         log.info("reload asked by {caller!r}", caller=self.caller)

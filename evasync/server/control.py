@@ -13,6 +13,7 @@ import sys
 import time
 from typing import Iterable
 
+from ..store import count_quarantined
 from .rundir import RunDir
 
 #: Seconds to wait for the server to be ready, reloaded or stopped.
@@ -47,7 +48,7 @@ def _describe(state: dict) -> str:
 
 
 def start(host: str, port: int, db: str | None, foreground: bool, speed: float = 1.0,
-          console: bool = True, exempt: Iterable[str] = ()) -> int:
+          console: bool = True, exempt: Iterable[str] = (), typeclass: str | None = None) -> int:
     """Start the server: in this process (``foreground``) or as a daemon, once it is ready."""
     rundir = RunDir(db)
     running = rundir.pid()
@@ -57,12 +58,14 @@ def start(host: str, port: int, db: str | None, foreground: bool, speed: float =
     if foreground:
         from .portal import run
 
-        return run(host, port, rundir.db, speed, console, exempt)
+        return run(host, port, rundir.db, speed, console, exempt, typeclass)
     rundir.create()
     args = [sys.executable, "-m", "evasync", "start", "--foreground", "--quiet", "--host", host,
             "--port", str(port), "--speed", repr(speed), "--db", rundir.db]
     for address in exempt:
         args += ["--exempt-address", address]
+    if typeclass:
+        args += ["--typeclass", typeclass]
     with rundir.open_log() as logfile:  # anything printed before logging starts
         child = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=logfile,
                                  stderr=subprocess.STDOUT, start_new_session=True)
@@ -134,4 +137,8 @@ def status(db: str | None) -> int:
     state = rundir.state()
     game = "ready" if state.get("ready") else "starting or reloading"
     print(f"evasync is running ({game}): {_describe(state)}; store {rundir.db}")
+    quarantined = count_quarantined(rundir.db)
+    if quarantined:
+        print(f"{quarantined} stored task(s) could not be restored and are in the store's "
+              f"quarantine table, with the reasons; see {rundir.logfile}")
     return 0

@@ -23,7 +23,8 @@ from twisted.protocols import amp
 from ..errors import StoreError
 from ..runtime import Runtime, set_runtime
 from ..store import Store
-from .accounts import MIN_PASSWORD, Accounts, Busy, HashPool, check_name
+from .accounts import (CHARACTER_TYPECLASS, MIN_PASSWORD, Accounts, Busy, HashPool, check_name,
+                       typeclass_package)
 from .clock import ScaledClock
 from .limits import Backoff, Window
 from .logs import start_logging
@@ -83,12 +84,14 @@ class Game:
     Args:
         runtime: The runtime (already current) whose store holds the accounts.
         exempt: Addresses not held to the per-address limits.
+        typeclass: The typeclass of new characters (``"package.module:Class"``).
     """
 
-    def __init__(self, runtime: Runtime, exempt: Any = ()) -> None:
+    def __init__(self, runtime: Runtime, exempt: Any = (),
+                 typeclass: str = CHARACTER_TYPECLASS) -> None:
         self.runtime = runtime
         reactor = runtime.reactor
-        self.accounts = Accounts(runtime, HashPool(reactor))
+        self.accounts = Accounts(runtime, HashPool(reactor), typeclass)
         self.exempt = frozenset(exempt)
         # Limits are in real seconds (what an attacker spends), whatever the game's speed.
         self.failures = Backoff(reactor, FREE_FAILURES, FIRST_WAIT, MAX_WAIT, FORGET_FAILURES)
@@ -367,9 +370,10 @@ async def _run(reactor: Any, options: argparse.Namespace) -> None:
     # The portal decides when this process stops; Ctrl-C in a terminal reaches both processes.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     clock = reactor if options.speed == 1 else ScaledClock(reactor, options.speed)
-    runtime = Runtime(clock=clock, db_path=options.db)
+    runtime = Runtime(clock=clock, db_path=options.db,
+                      trusted=[typeclass_package(options.typeclass)])
     set_runtime(runtime)
-    game = Game(runtime, options.exempt_address)
+    game = Game(runtime, options.exempt_address, options.typeclass)
     reactor.addSystemEventTrigger("before", "shutdown", game.shutdown, "the process is stopping")
     stopped: defer.Deferred = defer.Deferred()
     link = await connectProtocol(UNIXClientEndpoint(reactor, options.socket, timeout=10),
@@ -389,6 +393,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--speed", type=float, default=1.0, help="game time speed factor")
     parser.add_argument("--exempt-address", action="append", default=[],
                         help="an address not held to the per-address limits (repeatable)")
+    parser.add_argument("--typeclass", default=CHARACTER_TYPECLASS,
+                        help="the typeclass of new characters")
     options = parser.parse_args(argv)
     sys.stdout.reconfigure(line_buffering=True)  # the portal relays each line to the log
     start_logging([sys.stdout])

@@ -127,10 +127,13 @@ class Portal(service.Service):
         host, port: The telnet address (port 0: any free port, written to the state file).
         speed: Game time speed factor given to the game process (1: real time).
         exempt: Addresses not held to the per-address limits (of the portal and the game).
+        typeclass: The typeclass of new characters, given to the game process (None: the
+            demo's).
     """
 
     def __init__(self, reactor: Any, rundir: RunDir, host: str, port: int,
-                 speed: float = 1.0, exempt: Iterable[str] = ()) -> None:
+                 speed: float = 1.0, exempt: Iterable[str] = (),
+                 typeclass: str | None = None) -> None:
         self.reactor = reactor
         self.rundir = rundir
         self.host = host
@@ -138,6 +141,7 @@ class Portal(service.Service):
         self.speed = speed
         self.exempt = frozenset(exempt)
         self.budget = InputBudget(reactor)
+        self.typeclass = typeclass
         self.sessions: dict[int, TelnetSession] = {}
         self._per_host: Counter[str] = Counter()
         self._refusing: set[str] = set()
@@ -204,7 +208,7 @@ class Portal(service.Service):
             "log": self.rundir.logfile, "socket": self.rundir.socket, "speed": self.speed,
             "started": self._started, "ready": self.phase == "running",
             "game_pid": self.process.pid if self.process is not None else None,
-            "generation": self.generation,
+            "generation": self.generation, "typeclass": self.typeclass,
         })
 
     def stopService(self) -> defer.Deferred:
@@ -248,6 +252,8 @@ class Portal(service.Service):
                 "--db", self.rundir.db, "--speed", repr(self.speed)]
         for address in sorted(self.exempt):
             args += ["--exempt-address", address]
+        if self.typeclass:
+            args += ["--typeclass", self.typeclass]
         self.process = GameProcess(self)
         self.reactor.spawnProcess(self.process, sys.executable, args, env=env,
                                   childFDs={0: "w", 1: "r", 2: "r"})
@@ -437,7 +443,7 @@ class Portal(service.Service):
 
 
 def run(host: str, port: int, db: str | None, speed: float = 1.0, console: bool = True,
-        exempt: Iterable[str] = ()) -> int:
+        exempt: Iterable[str] = (), typeclass: str | None = None) -> int:
     """Run the portal (and so the server) in this process until it is stopped.
 
     Returns:
@@ -458,7 +464,7 @@ def run(host: str, port: int, db: str | None, speed: float = 1.0, console: bool 
     portals: list[Portal] = []
 
     async def main(reactor: Any) -> None:
-        portal = Portal(reactor, rundir, host, port, speed, exempt)
+        portal = Portal(reactor, rundir, host, port, speed, exempt, typeclass)
         portals.append(portal)
         try:
             await portal.listen()

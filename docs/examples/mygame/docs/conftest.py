@@ -1,0 +1,7 @@
+"""Sybil: every ``{transcript}`` block in these pages is played as a test."""
+
+from sybil import Sybil
+
+from evasync.transcript import TranscriptParser
+
+pytest_collect_file = Sybil(parsers=[TranscriptParser()], patterns=["*.md"]).pytest()

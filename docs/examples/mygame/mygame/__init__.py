@@ -1,0 +1,1 @@
+"""mygame: a small game on evasync."""
