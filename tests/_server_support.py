@@ -37,7 +37,7 @@ def address() -> str:
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def evasync(*args: str, db: Path, timeout: float = 60) -> subprocess.CompletedProcess:
+def evasync(*args: str, db: Path, timeout: float = 120) -> subprocess.CompletedProcess:
     """Run the ``evasync`` command line and return its completed process (text output)."""
     return subprocess.run([sys.executable, "-m", "evasync", *args, "--db", str(db)],
                           capture_output=True, text=True, timeout=timeout, cwd=ROOT)
