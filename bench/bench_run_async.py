@@ -14,12 +14,13 @@ import json
 import os
 import pathlib
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
 import time
 
-from bench._machine import describe as describe_machine
+from bench._machine import describe as describe_machine, load, load_note
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 PERIOD = 0.010  # seconds between probes
@@ -94,9 +95,9 @@ def measure(out: str) -> None:
     runtime = Runtime(db_path=os.path.join(workdir, "evasync.db"))
     set_runtime(runtime)
     reactor = runtime.reactor
-    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else None
+    loadavg = os.getloadavg()[0] if hasattr(os, "getloadavg") else None
     iterations = _calibrate()
-    report: dict = {"iterations": iterations, "load": load, "runs": {}}
+    report: dict = {"iterations": iterations, "load": loadavg, "runs": {}}
 
     @defer.inlineCallbacks
     def run():
@@ -165,39 +166,55 @@ def _plot(report: dict, png: pathlib.Path) -> None:
     plt.close(fig)
 
 
-def _markdown(report: dict, machine: str) -> str:
+def _markdown(reports: list[dict], machine: str, load_before: str, load_after: str) -> str:
     rows = []
     verdict = ""
-    for name, run in report["runs"].items():
-        late = [late * 1000 for _, late in run["samples"]]
-        p50, p99, worst = _percentile(late, 0.50), _percentile(late, 0.99), max(late)
-        took = "–" if run["seconds"] is None else f"{run['seconds']:.2f} s"
-        label = "none (baseline)" if name == "baseline" else f'`"{name}"`'
-        rows.append(f"| {label} | {took} | {len(late)} | {p50:.2f} | {p99:.2f} | {worst:.2f} |")
+    for name in reports[0]["runs"]:
+        figures = {"p50": [], "p99": [], "max": [], "took": [], "probes": []}
+        for report in reports:
+            run = report["runs"][name]
+            late = [late * 1000 for _, late in run["samples"]]
+            figures["p50"].append(_percentile(late, 0.50))
+            figures["p99"].append(_percentile(late, 0.99))
+            figures["max"].append(max(late))
+            figures["probes"].append(len(late))
+            if run["seconds"] is not None:
+                figures["took"].append(run["seconds"])
+        p50, p99, worst = (statistics.median(figures[k]) for k in ("p50", "p99", "max"))
+        took = f"{statistics.median(figures['took']):.2f} s" if figures["took"] else "–"
+        label = "none (the floor)" if name == "baseline" else f'`"{name}"`'
+        rows.append(f"| {label} | {took} | {statistics.median(figures['probes']):.0f} "
+                    f"| {p50:.2f} | {p99:.2f} ({min(figures['p99']):.2f}–{max(figures['p99']):.2f})"
+                    f" | {worst:.2f} |")
         if name == "process":
             met = "met" if p99 <= PROCESS_P99_TARGET_MS else "NOT met"
             verdict = (f"Target, process p99 lateness at most {PROCESS_P99_TARGET_MS:g} ms: "
-                       f"**{met}** ({p99:.2f} ms).")
+                       f"**{met}** ({p99:.2f} ms, median of {len(reports)} runs).")
     today = datetime.date.today().isoformat()
+    first_call = statistics.median(r["process_first_call_ms"] for r in reports)
+    iterations = statistics.median(r["iterations"] for r in reports)
     return "\n".join([
         "# run_async: other players' wait while one CPU-heavy call runs",
         "",
         f"Produced on {today} by `.venv/bin/python -m bench run_async` (also part of "
         "`make bench`), from `bench/bench_run_async.py`.",
         "",
-        f"Machine: {machine}; 1-minute load average when the run started: "
-        f"{'unknown' if report['load'] is None else format(report['load'], '.2f')} (the figures "
-        "hold for an otherwise idle machine: other work on the same cores adds its own lateness).",
+        f"Machine: {machine}.",
+        "",
+        load_note(load_before, load_after),
         "",
         f"A pure-Python loop calibrated to about {TARGET_SECONDS:g} s on this machine "
-        f"({report['iterations']:,} iterations) runs through `run_async` with each executor in "
-        f"turn, all in one run. Meanwhile a probe due every {PERIOD * 1000:g} ms on the reactor "
-        "records how late it fires: the wait of a command arriving at that moment. Due times are "
-        "fixed in advance, so after the reactor was blocked every overdue probe still fires, "
-        "with the wait it saw. The baseline measures the same probe with nothing running. The "
-        "thread and process pools were started before measuring (their first use is a one-off "
-        "cost: the first process call held the reactor for "
-        f"{report['process_first_call_ms']:.1f} ms while the pool started).",
+        f"(median {iterations:,.0f} iterations) runs through `run_async` with each executor in "
+        f"turn. Meanwhile a probe due every {PERIOD * 1000:g} ms on the real reactor "
+        "records how late it fires (its lateness read on the reactor's clock, `time.time`): the "
+        "wait of a command arriving at that moment. Due times are fixed in advance, so after "
+        "the reactor was blocked every overdue probe still fires, with the wait it saw. The "
+        "floor measures the same probe with nothing running. The thread and process pools "
+        "were started before measuring (their first use is a one-off cost: the first process "
+        f"call held the reactor for {first_call:.1f} ms, median, while the pool started).",
+        "",
+        f"Each figure is the median of {len(reports)} runs, each run a fresh process measuring "
+        "every row in turn; the p99 column gives the runs' range in brackets.",
         "",
         "| executor | call took | probes | p50 lateness (ms) | p99 lateness (ms) | "
         "max lateness (ms) |",
@@ -215,24 +232,31 @@ def _markdown(report: dict, machine: str) -> str:
         "- The saw-tooth below about 1 ms, there with nothing running too, is the reactor's "
         "poll timeout, which has millisecond resolution.",
         "",
-        "![lateness over time per executor](run_async.png)",
+        "![lateness over time per executor, first run](run_async.png)",
         "",
     ])
 
 
+RUNS = 3
+
+
 def main(results: pathlib.Path) -> None:
-    """Measure in a fresh process, then write ``run_async.md`` and ``run_async.png``."""
+    """Measure in RUNS fresh processes, then write ``run_async.md`` and ``run_async.png``."""
+    load_before = load()
+    reports = []
     with tempfile.TemporaryDirectory(prefix="evasync-bench-") as tmp:
-        out = os.path.join(tmp, "run_async.json")
-        subprocess.run([sys.executable, "-c",
-                        f"from bench.bench_run_async import measure; measure({out!r})"],
-                       cwd=ROOT, check=True, timeout=300)
-        report = json.loads(pathlib.Path(out).read_text())
+        for i in range(RUNS):
+            print(f"   run {i + 1} of {RUNS}", flush=True)
+            out = os.path.join(tmp, f"run_async-{i}.json")
+            subprocess.run([sys.executable, "-c",
+                            f"from bench.bench_run_async import measure; measure({out!r})"],
+                           cwd=ROOT, check=True, timeout=300)
+            reports.append(json.loads(pathlib.Path(out).read_text()))
     png = results / "run_async.png"
-    _plot(report, png)
+    _plot(reports[0], png)
     static = ROOT / "docs" / "_static"
     static.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(png, static / "run_async_lateness.png")
-    markdown = _markdown(report, describe_machine())
+    markdown = _markdown(reports, describe_machine(), load_before, load())
     (results / "run_async.md").write_text(markdown)
     print(markdown)

@@ -1,7 +1,6 @@
 """evasync: ``delay``, ``@interactive`` and ``run_async`` for Twisted text-game servers."""
 
-from .cmdhandler import CmdHelp
-from .commands import CmdSet, CmdSetHandler, Command, MuxCommand
+from .commands import CmdHelp, CmdSet, CmdSetHandler, Command, MuxCommand
 from .driver import CallerGone, YieldError, ask, returnValue, sleep
 from .interactive import interactive
 from .locks import LockError

@@ -19,6 +19,7 @@ import json
 import math
 import os
 import site
+import sys
 import sysconfig
 from typing import Any, Callable, Iterable
 
@@ -268,6 +269,15 @@ class Decoder:
         raise ValueError(f"unknown tag {tag!r} in stored data")
 
 
+def dumps_arguments(args: tuple, owner: Any) -> str:
+    """A persistent task's positional arguments as JSON text (a list): :func:`dumps` of
+    ``list(args)``, without the copy; NotPersistableError names the argument refused."""
+    try:
+        return "[" + ",".join([_encode(arg, 1) for arg in args]) + "]"
+    except (_Refused, RecursionError):
+        return dumps(list(args), "argument list of", owner)
+
+
 def dumps(value: Any, where: str, owner: Any = None) -> str:
     """``value`` as JSON text for the store, every container tagged with its type.
 
@@ -299,20 +309,25 @@ def loads(text: str, get_object: Callable[[int], Any]) -> Any:
 
 #: Module-level functions already checked, with their stored form (checking imports the module
 #: and follows the name, which need not happen on every delay()).
-_CALLBACK_SPECS: dict[Any, str] = {}
+_CALLBACK_SPECS: dict[Any, tuple[str, str, dict, str]] = {}
 
 
 def callback_text(callback: Any, trust: Trust) -> str:
     """The stored form of ``callback`` as JSON text; NotPersistableError if it has none."""
-    text = _CALLBACK_SPECS.get(callback) if not hasattr(callback, "__self__") else None
-    if text is not None and trust.allows(callback.__module__):
-        return text
+    cached = _CALLBACK_SPECS.get(callback) if not hasattr(callback, "__self__") else None
+    if cached is not None:
+        text, module, namespace, name = cached
+        # Still that module's function under that name, and the module still trusted?
+        if namespace.get(name) is callback and trust.allows(module):
+            return text
     spec = encode_callback(callback, trust)
     text = json.dumps(spec, separators=(",", ":"))
-    if "path" in spec and not hasattr(callback, "__self__"):
+    qualname = getattr(callback, "__qualname__", "")
+    if "path" in spec and not hasattr(callback, "__self__") and "." not in qualname:
+        module = sys.modules.get(callback.__module__)
         try:
-            _CALLBACK_SPECS[callback] = text
-        except TypeError:  # an unhashable callable: check it again next time
+            _CALLBACK_SPECS[callback] = (text, callback.__module__, vars(module), qualname)
+        except TypeError:  # an unhashable callable, or no module dict: checked every time
             pass
     return text
 
@@ -379,24 +394,54 @@ def _is_command(owner: Any) -> bool:
                for cls in type(owner).__mro__)
 
 
-def resolve_path(module: str, qualname: str, trust: Trust) -> Any:
-    """Import ``module`` and follow ``qualname``; LookupError with the reason if that fails or
-    ``trust`` does not allow the module (which is then not imported at all)."""
-    if not isinstance(module, str) or not isinstance(qualname, str) or not module:
+def resolve_path(module: str, qualname: str, trust: Trust,
+                 failed_imports: dict[str, str] | None = None) -> Any:
+    """Import ``module`` and follow ``qualname`` to a function or class *defined there*;
+    LookupError with the reason if that fails.
+
+    Nothing is imported from a module ``trust`` does not allow; the name may only pass
+    through classes of the module (``Outer.Inner.method``), never through a module or an
+    object it imported (``os.system`` reached through ``evasync.store``), and what it names
+    must say it is that very name (its ``__module__`` and ``__qualname__``), which is what
+    :func:`encode_callback` stores. evasync's own functions are not callbacks the store may
+    name: only its classes (typeclasses, command sets) are.
+
+    Args:
+        failed_imports: Modules that already failed to import, with the reason (filled in):
+            a module whose import raises is not run again for every row that names it.
+    """
+    if not isinstance(module, str) or not isinstance(qualname, str) or not module \
+            or not qualname:
         raise LookupError(f"not a stored name: {module!r}:{qualname!r}")
     if not trust.allows(module):
         raise LookupError(trust.refusal(module))
+    if failed_imports is not None and module in failed_imports:
+        raise LookupError(failed_imports[module])
     try:
         target: Any = importlib.import_module(module)
     except Exception as exc:  # any import failure means "cannot be resolved"
-        raise LookupError(f"module {module!r} does not import: {exc!r}") from None
-    for part in qualname.split("."):
+        reason = f"module {module!r} does not import: {exc!r}"
+        if failed_imports is not None:
+            failed_imports[module] = reason
+        raise LookupError(reason) from None
+    parts = qualname.split(".")
+    for index, part in enumerate(parts):
+        if index and not (isinstance(target, type) and target.__module__ == module):
+            raise LookupError(f"{module}:{qualname} does not name something defined in "
+                              f"{module} ({'.'.join(parts[:index])} is not a class of it)")
         try:
             target = getattr(target, part)
         except AttributeError:
             raise LookupError(f"{module}:{qualname} not found ({part!r} missing)") from None
     if not callable(target):
         raise LookupError(f"{module}:{qualname} is not callable")
+    if getattr(target, "__module__", None) != module or \
+            getattr(target, "__qualname__", None) != qualname:
+        raise LookupError(f"{module}:{qualname} is {target!r}, which is not defined there "
+                          "under that name (a name the module imported from elsewhere)")
+    if module.partition(".")[0] == "evasync" and not isinstance(target, type):
+        raise LookupError(f"{module}:{qualname} is one of evasync's own functions, which the "
+                          "store may not name; store a function of your game instead")
     return target
 
 
@@ -424,15 +469,16 @@ def resolve_name(name: str, trust: Trust) -> Any:
     return resolve_path(module, qualname, trust)
 
 
-def decode_callback(text: str, get_object: Callable[[int], Any], trust: Trust) -> Any:
+def decode_callback(text: str, get_object: Callable[[int], Any], trust: Trust,
+                    failed_imports: dict[str, str] | None = None) -> Any:
     """Inverse of :func:`callback_text`; LookupError (or ValueError for a damaged text) with a
-    reason when it cannot be resolved."""
+    reason when it cannot be resolved (see :func:`resolve_path` for ``failed_imports``)."""
     spec = json.loads(text)
     if not isinstance(spec, dict):
         raise ValueError(f"malformed stored callback {text!r}")
     if "path" in spec:
         module, _, qualname = str(spec["path"]).partition(":")
-        return resolve_path(module, qualname, trust)
+        return resolve_path(module, qualname, trust, failed_imports)
     owner = get_object(spec["obj"])
     method = getattr(owner, str(spec["method"]), None)
     if not callable(method):

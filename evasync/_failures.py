@@ -8,8 +8,8 @@ result, so code that adds an errback later gets the failure, as Deferreds always
 Twisted's own report of an unhandled failure when the Deferred is garbage-collected is then
 switched off for it, so the failure is reported exactly once.
 
-A cancellation (a caller that left, a dropped ``run_async`` call) is not an error: it is left in
-the Deferred for whoever asks, and never reported.
+A cancellation (a caller that left, a dropped ``run_async`` call, ``CancelledError`` in any
+form) is not an error: it is left in the Deferred for whoever asks, and never reported.
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ from __future__ import annotations
 from typing import Any
 
 from twisted.internet import defer
+from twisted.internet.defer import DebugInfo
 from twisted.logger import Logger, LogLevel
 from twisted.python.failure import Failure
 
@@ -26,13 +27,29 @@ def unhandled(deferred: defer.Deferred) -> bool:
     return deferred.called and isinstance(deferred.result, Failure)
 
 
+class _Reported(DebugInfo):
+    """Twisted's record of a Deferred's unhandled failure, which it logs when the Deferred is
+    garbage-collected; this one stays quiet about a failure evasync has already reported,
+    however many callbacks are added later and pass it on. A new failure (a later callback
+    that raises) is reported by Twisted as usual."""
+
+    def __del__(self) -> None:
+        if getattr(self.failResult, "_evasync_reported", False):
+            self.failResult = None
+        super().__del__()
+
+
 def _hush(deferred: defer.Deferred) -> None:
-    # Twisted keeps an unhandled failure in the Deferred's debug record and logs it when the
-    # record is garbage-collected; clearing it there (and only there) leaves the result alone.
-    # Should a later callback fail again, Twisted records and reports that new failure itself.
-    info = getattr(deferred, "_debugInfo", None)
-    if info is not None:
-        info.failResult = None
+    failure = deferred.result
+    failure._evasync_reported = True
+    info = deferred._debugInfo
+    if info is None or type(info) is DebugInfo:
+        quiet = _Reported()
+        if info is not None:
+            quiet.creator, quiet.invoker = info.creator, info.invoker
+            info.failResult = None
+        deferred._debugInfo = quiet
+    deferred._debugInfo.failResult = failure
 
 
 def fail(deferred: defer.Deferred, failure: Failure, log: Logger | None, message: str = "",
@@ -46,9 +63,15 @@ def fail(deferred: defer.Deferred, failure: Failure, log: Logger | None, message
             reported.
         message: The log message (a twisted.logger format string using ``fields``).
     """
+    if deferred.called:
+        # Its user cancelled it already (its result is a CancelledError): the failure has
+        # nowhere to go, so it is reported here rather than lost.
+        if log is not None and not failure.check(defer.CancelledError):
+            log.failure(message, failure, level=LogLevel.error, **fields)
+        return
     deferred.errback(failure)
     if unhandled(deferred):
-        if log is not None:
+        if log is not None and not deferred.result.check(defer.CancelledError):
             log.failure(message, deferred.result, level=LogLevel.error, **fields)
         _hush(deferred)
 

@@ -4,7 +4,9 @@ A reactor's ``callLater`` costs about 470 bytes a call (its ``DelayedCall`` keep
 dozen attributes); a game may hold a hundred thousand pending delays and paused commands. Here a
 pending call is one small list ``[time, seq, func, arg, timers]`` in a heap, and the clock holds
 a single call, for the soonest of them. Calls due at the same time run in the order they were scheduled,
-as with Twisted's own clocks.
+as with Twisted's own clocks; on a clock advanced by hand (a test's ``Clock``) they also run in
+time order with the clock's other calls when it jumps ahead. Two calls due at exactly the same time, one here and one made on the clock directly, may
+run in either order.
 """
 
 from __future__ import annotations
@@ -26,10 +28,12 @@ class Timers:
         clock: The clock everything is scheduled on.
     """
 
-    __slots__ = ("clock", "_heap", "_seq", "_call", "_call_time", "_dead", "_running")
+    __slots__ = ("clock", "_heap", "_seq", "_call", "_call_time", "_dead", "_running",
+                 "_stepwise")
 
     def __init__(self, clock: IReactorTime) -> None:
         self.clock = clock
+        self._stepwise = hasattr(clock, "advance")
         self._heap: list[Entry] = []
         self._seq = itertools.count()
         self._call: Any = None      # the clock's call for the soonest entry
@@ -45,7 +49,8 @@ class Timers:
         has passed). Returns the entry, for :meth:`cancel`."""
         entry = [when, next(self._seq), func, arg, self]
         heapq.heappush(self._heap, entry)
-        if not self._running and (self._call is None or when < self._call_time):
+        if not self._running and (self._call is None or when < self._call_time
+                                  or not self._call.active()):
             self._wake_at(when)
         return entry
 
@@ -98,7 +103,21 @@ class Timers:
             if self._call is not None and self._call.active():
                 self._call.cancel()
             self._call = None
-        elif self._call is None or self._heap[0][0] != self._call_time:
+        elif self._call is None or self._heap[0][0] != self._call_time \
+                or not self._call.active():
+            self._wake_at(self._heap[0][0])
+
+    def move_to(self, clock: IReactorTime) -> None:
+        """Go on on ``clock``: every entry keeps the time it had left on the old one."""
+        offset = clock.seconds() - self.clock.seconds()
+        if self._call is not None and self._call.active():
+            self._call.cancel()
+        self._call = None
+        for entry in self._heap:
+            entry[0] += offset
+        self.clock = clock
+        self._stepwise = hasattr(clock, "advance")
+        if self._heap:
             self._wake_at(self._heap[0][0])
 
     def _wake_at(self, when: float) -> None:
@@ -109,7 +128,11 @@ class Timers:
 
     def _run(self) -> None:
         self._call = None
-        now = self.clock.seconds()
+        # A clock advanced by hand (a test's Clock) jumps: its own calls in between must run in
+        # between, so only what was due at this call's time runs now and the rest gets calls
+        # of its own. A reactor that fell behind runs everything due at once, as it does with
+        # its own calls (a turn per due time would cost several microseconds a delay).
+        now = self._call_time if self._stepwise else self.clock.seconds()
         # Only what was scheduled before this turn: a call that schedules another at once
         # (delay(0) in a callback) must not keep this loop going forever.
         last = next(self._seq)

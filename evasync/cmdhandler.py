@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import difflib
 import inspect
-from typing import TYPE_CHECKING, Any, Iterable
+import itertools
+import operator
+from typing import TYPE_CHECKING, Any, Callable, Iterable
 
 from twisted.internet import defer
 from twisted.logger import Logger, LogLevel
 from twisted.python.failure import Failure
 
 from .commands import Command
+from .locks import allow_all
 
 if TYPE_CHECKING:
     from .objects import DefaultObject
@@ -18,29 +21,90 @@ if TYPE_CHECKING:
 log = Logger(namespace="evasync.cmdhandler")
 
 
+class _Index:
+    """The commands of one combination of cmdsets, by name: finds a line's command by looking up
+    its prefixes, longest first, instead of trying every name of every command."""
+
+    __slots__ = ("commands", "_by_name", "_lengths", "_checks")
+
+    def __init__(self, commands: Iterable[type[Command]]) -> None:
+        self.commands = list(commands)
+        self._by_name: dict[str, list[type[Command]]] = {}
+        for cls in self.commands:
+            for name in (cls.key, *cls.aliases):
+                if name:
+                    found = self._by_name.setdefault(name, [])
+                    if cls not in found:
+                        found.append(cls)
+        self._lengths = sorted({len(name) for name in self._by_name}, reverse=True)
+        # Each command's "cmd" check, compiled once; None when it lets everyone in.
+        self._checks: dict[type[Command], Callable[[Any], Any] | None] = {
+            cls: _cmd_check(cls) for cls in self.commands}
+
+    def allows(self, cls: type[Command], caller: Any) -> bool:
+        check = self._checks[cls]
+        return check is None or bool(check(caller))
+
+    def find(self, line: str, caller: Any = None) -> tuple[tuple | None, tuple | None]:
+        """``(found, first)``: the match among the commands ``caller`` may use (any command if
+        ``caller`` is None), and the match among all commands, each as :func:`match` returns."""
+        lowered = line.lower()
+        size = len(line)
+        first = None
+        for length in self._lengths:
+            classes = self._by_name.get(lowered[:length]) if length <= len(lowered) else None
+            if classes is None:
+                continue
+            # A name ending in a letter or digit must end the word: "craft" is not "crafty".
+            if lowered[length - 1].isalnum() and length < size and not (
+                    line[length].isspace() or line[length] == "/"):
+                continue
+            for cls in classes:
+                found = (cls, line[:length], line[length:])
+                if first is None:
+                    first = found
+                if caller is None or self.allows(cls, caller):
+                    return found, first
+        return None, first
+
+
+def _cmd_check(cls: type[Command]) -> Callable[[Any], Any] | None:
+    if getattr(cls.access, "__func__", None) is not Command.access.__func__:
+        return lambda caller: cls.access(caller, "cmd")  # a command with its own access()
+    check = cls._lockfuncs.get("cmd")
+    return None if check is None or check is allow_all else check
+
+
+#: Indexes by the command classes of a caller's cmdsets, in order (what ``commands()`` merges),
+#: shared by every caller with the same sets; a change to a set is a new key.
+_indexes: dict[tuple, _Index] = {}
+_MAX_INDEXES = 512
+_chain = itertools.chain.from_iterable
+_commands_of = operator.attrgetter("commands")
+
+
+def _index_of(caller: "DefaultObject") -> _Index:
+    handler = caller.cmdset
+    key = tuple(_chain(map(dict.values, map(_commands_of, handler.all()))))
+    index = _indexes.get(key)
+    if index is None:
+        if len(_indexes) >= _MAX_INDEXES:
+            _indexes.clear()
+        index = _indexes[key] = _Index(handler.commands().values())
+    return index
+
+
 def match(commands: Iterable[type[Command]], line: str) -> tuple[type[Command], str, str] | None:
     """Find the command ``line`` starts with: the longest key or alias, case-insensitively.
 
     A name ending in a letter or digit must be followed by the end of the line, whitespace or a
-    ``/`` (switches), so ``craft`` does not match ``crafty``.
+    ``/`` (switches), so ``craft`` does not match ``crafty``. Between equal names, the first
+    command listed wins.
 
     Returns:
         ``(command class, name as typed, rest of the line)`` or None.
     """
-    lowered = line.lower()
-    best: tuple[type[Command], str, str] | None = None
-    for cls in commands:
-        for name in (cls.key, *cls.aliases):
-            if not name or not lowered.startswith(name):
-                continue
-            if best is not None and len(name) <= len(best[1]):
-                continue
-            end = len(name)
-            if name[-1].isalnum() and end < len(line) and not (line[end].isspace()
-                                                                or line[end] == "/"):
-                continue
-            best = (cls, line[:end], line[end:])
-    return best
+    return _Index(commands).find(line)[0]
 
 
 def execute_cmd(caller: "DefaultObject", raw_string: str, session: Any = None) -> defer.Deferred:
@@ -48,24 +112,24 @@ def execute_cmd(caller: "DefaultObject", raw_string: str, session: Any = None) -
     driver = caller._runtime.driver
     line = raw_string.strip()
     if driver.is_asking(caller):
-        # The line answers the question, unless it names a command that runs even then.
-        urgent = [c for c in caller.cmdset.commands().values()
-                  if c.runs_during_questions and c.access(caller, "cmd")]
-        if not (urgent and line and match(urgent, line)):
+        # The line answers the question, unless it is just the name of a command that runs
+        # even then ("quit"; "quit it" is an answer).
+        typed = line.lower()
+        if not any(c.runs_during_questions and typed in (c.key, *c.aliases)
+                   and c.access(caller, "cmd") for c in caller.cmdset.commands().values()):
             driver.answer(caller, raw_string)
             return defer.succeed(None)
     if not line:
         return defer.succeed(None)
-    commands = caller.cmdset.commands().values()
-    # Match among the commands the caller may use, so a locked one never hides an allowed one.
-    found = match([c for c in commands if c.access(caller, "cmd")], line)
+    index = _index_of(caller)
+    # Only the matched command's lock is checked, but a locked one never hides an allowed one.
+    found, first = index.find(line, caller)
     if found is None:
-        locked = match(commands, line)
-        if locked is not None:
-            caller.msg(f"Permission denied: you are not allowed to use '{locked[1]}'.",
+        if first is not None:
+            caller.msg(f"Permission denied: you are not allowed to use '{first[1]}'.",
                        session=session)
         else:
-            caller.msg(_unknown(line, commands, caller), session=session)
+            caller.msg(_unknown(line, index, caller), session=session)
         return defer.succeed(None)
     cls, cmdstring, args = found
     cmd = cls()
@@ -113,44 +177,11 @@ def _report(cmd: Command, failure: Failure) -> None:
                        f"({failure.type.__name__}); it has been logged.", session=cmd.session)
 
 
-def _unknown(line: str, commands: Iterable[type[Command]], caller: Any) -> str:
+def _unknown(line: str, index: _Index, caller: Any) -> str:
     word = line.split()[0]
     if len(word) > 40:
         word = word[:37] + "..."
-    names = [n for c in commands if c.access(caller) for n in (c.key, *c.aliases)]
+    names = [n for c in index.commands if index.allows(c, caller) for n in (c.key, *c.aliases)]
     close = difflib.get_close_matches(word.lower(), names, n=1)
     hint = f" Did you mean '{close[0]}'?" if close else ""
     return f"Command '{word}' is not available.{hint} Type 'help' for a list."
-
-
-class CmdHelp(Command):
-    """
-    Show the available commands, or one command's help.
-
-    Usage:
-      help
-      help <command>
-    """
-
-    key = "help"
-    aliases = ["?"]
-
-    def func(self) -> None:
-        commands = [c for c in self.caller.cmdset.commands().values() if c.access(self.caller)]
-        topic = self.args.strip().lower()
-        if topic:
-            found = [c for c in commands if topic == c.key or topic in c.aliases]
-            if not found:
-                self.msg(f"No help for '{topic}'. Type 'help' for a list.")
-                return
-            cls = found[0]
-            aliases = f" (aliases: {', '.join(cls.aliases)})" if cls.aliases else ""
-            self.msg(f"Help for '{cls.key}'{aliases}:\n{cls.get_help()}")
-            return
-        lines = ["Available commands:"]
-        width = max(len(c.key) for c in commands)
-        for cls in sorted(commands, key=lambda c: c.key):
-            summary = cls.get_help().splitlines()[0]
-            lines.append(f"  {cls.key.ljust(width)}  {summary}")
-        lines.append("Type 'help <command>' for more.")
-        self.msg("\n".join(lines))

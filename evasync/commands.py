@@ -36,7 +36,8 @@ class Command:
             lock string is a :class:`~evasync.locks.LockError` when the class is created.
         help_category: Group shown by ``help``.
         runs_during_questions: True for a command that still runs while a question waits for
-            the caller's answer (``quit``, say); any other line is the answer. Default False.
+            the caller's answer, when the line is just its name or an alias (``quit``, say);
+            any other line is the answer. Default False.
         caller: (at run time) The object that typed the command.
         args: (at run time) Everything typed after the command name, as typed.
         cmdstring: (at run time) The name or alias the caller used.
@@ -211,6 +212,39 @@ class CmdSet:
         return iter(self.commands.values())
 
 
+class CmdHelp(Command):
+    """
+    Show the available commands, or one command's help.
+
+    Usage:
+      help
+      help <command>
+    """
+
+    key = "help"
+    aliases = ["?"]
+
+    def func(self) -> None:
+        commands = [c for c in self.caller.cmdset.commands().values() if c.access(self.caller)]
+        topic = self.args.strip().lower()
+        if topic:
+            found = [c for c in commands if topic == c.key or topic in c.aliases]
+            if not found:
+                self.msg(f"No help for '{topic}'. Type 'help' for a list.")
+                return
+            cls = found[0]
+            aliases = f" (aliases: {', '.join(cls.aliases)})" if cls.aliases else ""
+            self.msg(f"Help for '{cls.key}'{aliases}:\n{cls.get_help()}")
+            return
+        lines = ["Available commands:"]
+        width = max(len(c.key) for c in commands)
+        for cls in sorted(commands, key=lambda c: c.key):
+            summary = cls.get_help().splitlines()[0]
+            lines.append(f"  {cls.key.ljust(width)}  {summary}")
+        lines.append("Type 'help <command>' for more.")
+        self.msg("\n".join(lines))
+
+
 def _cmdset_class(cmdset: type[CmdSet] | CmdSet | str, trust: _codec.Trust) -> type[CmdSet]:
     if isinstance(cmdset, str):
         cmdset = _codec.resolve_name(cmdset, trust)
@@ -240,10 +274,12 @@ class CmdSetHandler:
     """
 
     _DB_KEY = "_cmdsets"
+    _DEFAULT_KEY = "_cmdset_default"
 
     def __init__(self, obj: "DefaultObject") -> None:
         self._obj = obj
         self._trust = obj._runtime.trust
+        self._default: str | None = None
         self._sets: list[CmdSet] = []
         # One set that fails to load (a typo in a game module, say) must not take the others,
         # such as the one holding `reload`, down with it: log it and go on.
@@ -281,6 +317,26 @@ class CmdSetHandler:
             if path not in stored:
                 setattr(self._obj.db, self._DB_KEY, stored + [path])
 
+    def add_default(self, cmdset: type[CmdSet] | CmdSet | str, persistent: bool = True) -> None:
+        """Add the object's base command set, first in line (the others override it) and
+        stored unless ``persistent=False``: what Evennia games call in
+        ``at_object_creation()``. A new default replaces the one added before."""
+        cls = _cmdset_class(cmdset, self._trust)
+        path = f"{cls.__module__}:{cls.__qualname__}"
+        previous = self._default or self._obj.db.get(self._DEFAULT_KEY)
+        if previous and previous != path:
+            try:
+                self.remove(previous)
+            except (LookupError, TypeError):
+                pass  # its class is gone: nothing of it is loaded anyway
+        self.add(cmdset, persistent=persistent)
+        self._sets.insert(0, self._sets.pop())
+        self._default = path
+        if persistent:
+            stored = list(self._obj.db.get(self._DB_KEY) or [])
+            setattr(self._obj.db, self._DB_KEY, [path] + [p for p in stored if p != path])
+            setattr(self._obj.db, self._DEFAULT_KEY, path)
+
     def remove(self, cmdset: type[CmdSet] | CmdSet | str) -> bool:
         """Remove a command set (and forget it in the store). True if it was there."""
         cls = _cmdset_class(cmdset, self._trust)
@@ -304,8 +360,6 @@ class CmdSetHandler:
 
     def commands(self) -> dict[str, type[Command]]:
         """Every command available through the sets, by key (the built-in ``help`` included)."""
-        from .cmdhandler import CmdHelp
-
         merged: dict[str, type[Command]] = {CmdHelp.key: CmdHelp}
         for cmdset in self._sets:
             merged.update(cmdset.commands)

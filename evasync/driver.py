@@ -164,8 +164,8 @@ class _Run(defer.Deferred):
 
     __slots__ = ("body", "caller", "wait", "asking", "flags")
 
-    def __init__(self, body: Body, caller: Any) -> None:
-        super().__init__()
+    def __init__(self, body: Body, caller: Any, canceller: Callable[["_Run"], None]) -> None:
+        super().__init__(canceller)
         self.body = body
         self.caller = caller
         #: What it waits for: a timer entry (pause or question timeout), a Deferred, or None.
@@ -183,12 +183,15 @@ class Driver:
 
     Args:
         clock: Schedules pauses and question timeouts.
+        timers: The runtime's timers, shared with its task handler (default: its own).
     """
 
-    def __init__(self, clock: IReactorTime) -> None:
-        self._timers = Timers(clock)
+    def __init__(self, clock: IReactorTime, timers: Timers | None = None) -> None:
+        self._timers = timers if timers is not None else Timers(clock)
+        self._owns_timers = timers is None
         self._wake_run = self._wake  # one bound method for every pause
         self._time_out = self._timed_out
+        self._cancel = self._cancel_run
         # Keyed by id(caller): any object can be a caller, hashable or not, and its runs keep it
         # alive (so its id is not reused) while it has an entry. By caller, so that a
         # disconnect or a deletion only looks at that caller's runs. A caller with one run
@@ -203,7 +206,8 @@ class Driver:
 
     @clock.setter
     def clock(self, clock: IReactorTime) -> None:
-        self._timers = Timers(clock)  # what waits already stays on the old clock
+        if self._timers.clock is not clock:
+            self._timers.move_to(clock)  # what waits keeps the time it had left
 
     def run(self, body: Body, caller: Any,
             then: tuple[Callable[[Any], Any], Callable[[Failure], Any]] | None = None
@@ -219,7 +223,7 @@ class Driver:
         Returns:
             A Deferred firing with the body's return value, or its failure.
         """
-        run = _Run(body, caller)
+        run = _Run(body, caller, self._cancel)
         if then is not None:
             run.addCallbacks(*then)
         key = id(caller)
@@ -326,6 +330,9 @@ class Driver:
         if caller is None or not callable(getattr(caller, "msg", None)):
             return None, YieldError(
                 f"cannot ask {question.question!r}: the body has no caller to ask")
+        if getattr(caller, "deleted", False):  # nobody could ever answer: it ends here
+            run.flags |= _CLOSING
+            return None
         try:  # sent before queueing: a question that could not be sent waits for nothing
             caller.msg(question.question)
         except Exception as exc:
@@ -398,12 +405,29 @@ class Driver:
         return True
 
     def _close(self, run: _Run) -> None:
+        """End the body because its caller left (or a reload): its Deferred fails with
+        CallerGone, which is never reported."""
+        gone = CallerGone("the caller left (or the server reloaded) before it finished")
+        if self._end(run, gone):
+            # Nobody waiting on the Deferred is not an error: CallerGone is never reported,
+            # but whoever adds an errback later still gets it.
+            _failures.cancelled(run, Failure(gone))
+
+    def _cancel_run(self, run: _Run) -> None:
+        """The canceller of a run's Deferred: ``d.cancel()`` ends the body (Twisted then fails
+        the Deferred with CancelledError), as cancelling a coroutine's Deferred does."""
+        self._end(run, defer.CancelledError("its Deferred was cancelled"))
+
+    def _end(self, run: _Run, error: defer.CancelledError) -> bool:
+        """Stop whatever ``run`` waits for and end its body: a generator is closed, a coroutine
+        gets ``error`` at its pending await. False if there was nothing (left) to end now, or
+        the body failed while ending (that failure is its outcome)."""
         if run.flags & _DONE:
-            return
+            return False
         if run.flags & _RUNNING:
             # A body cannot be ended from inside its own step: finish the step, then end it.
             run.flags |= _CLOSING
-            return
+            return False
         wait, run.wait = run.wait, None
         if isinstance(wait, defer.Deferred):
             _failures.cancel(wait)  # as Twisted does: what a cancelled coroutine awaits is too
@@ -413,30 +437,32 @@ class Driver:
             self._unqueue(run)
             run.asking = None
         self._forget(run)
-        gone = CallerGone("the caller left (or the server reloaded) before it finished")
         try:
             if run.flags & _COROUTINE:
-                self._throw_gone(run, gone)
+                self._throw_into(run, error)
             else:
                 run.body.close()
         except Exception:
-            _failures.fail(run, Failure(), log, "{body} raised while being closed",
+            _failures.fail(run, Failure(), log, "{body} raised while being ended",
                            body=_describe(run.body))
-            return
-        # Nobody waiting on the Deferred is not an error: CallerGone is never reported, but
-        # whoever adds an errback later still gets it.
-        _failures.cancelled(run, Failure(gone))
+            return False
+        return True
 
     @staticmethod
-    def _throw_gone(run: _Run, gone: CallerGone) -> None:
-        """CallerGone at the coroutine's pending await; if it goes on awaiting, close it."""
+    def _throw_into(run: _Run, error: defer.CancelledError) -> None:
+        """``error`` at the coroutine's pending await; if it awaits again, close it there."""
         try:
-            run.body.throw(gone)
-        except (StopIteration, CallerGone):
+            yielded = run.body.throw(error)
+        except (StopIteration, defer.CancelledError):
             return
         except _RETURNS:
             return
-        run.body.close()  # it caught CallerGone and awaited again: it cannot be served now
+        # It awaited again (in a finally block, or after catching the error): nothing can be
+        # served once it was ended, so it is closed at that await and the rest never runs.
+        log.warn("{body} awaited {awaited!r} after it was ended ({why}); it was closed there "
+                 "and the code after that await did not run", body=_describe(run.body),
+                 awaited=yielded, why=type(error).__name__)
+        run.body.close()
 
     def close_caller(self, caller: Any) -> int:
         """End every body driven for ``caller`` (disconnect or deletion). Returns how many."""
@@ -451,7 +477,8 @@ class Driver:
         for held in list(self._runs.values()):
             for run in (list(held) if type(held) is list else [held]):
                 self._close(run)
-        self._timers.stop()
+        if self._owns_timers:
+            self._timers.stop()
 
     def __len__(self) -> int:
         return sum(len(held) if type(held) is list else 1 for held in self._runs.values())

@@ -9,6 +9,7 @@ never silently lets everyone in.
 
 from __future__ import annotations
 
+import functools
 import re
 from typing import Any, Callable
 
@@ -51,11 +52,20 @@ def is_superuser(obj: Any) -> bool:
     return bool(db is not None and getattr(db, "superuser", None))
 
 
+def allow_all(obj: Any) -> bool:
+    """The compiled form of every lock that lets everyone in (``all()``, ``true()``, ...)."""
+    return True
+
+
+def _deny_all(obj: Any) -> bool:
+    return False
+
+
 _FUNCS: dict[str, tuple[int, Callable[..., bool]]] = {
-    "all": (0, lambda obj: True),
-    "true": (0, lambda obj: True),
-    "none": (0, lambda obj: False),
-    "false": (0, lambda obj: False),
+    "all": (0, allow_all),
+    "true": (0, allow_all),
+    "none": (0, _deny_all),
+    "false": (0, _deny_all),
     "superuser": (0, is_superuser),
     "perm": (1, _perm),
 }
@@ -76,13 +86,43 @@ def _compile_call(text: str, lockstring: str) -> Callable[[Any], bool]:
     args = [arg] if arg else []
     if len(args) != arity:
         raise LockError(f"lock {lockstring!r}: {name}() takes {arity} argument(s)")
+    if arity:
+        func = functools.partial(func, name=args[0])
     if negate:
-        return lambda obj: not func(obj, *args)
-    return lambda obj: func(obj, *args)
+        if func is allow_all or func is _deny_all:
+            return _deny_all if func is allow_all else allow_all
+        return lambda obj: not func(obj)
+    return func
+
+
+def _all_of(terms: list[Callable[[Any], bool]]) -> Callable[[Any], bool]:
+    if _deny_all in terms:
+        return _deny_all
+    terms = [t for t in terms if t is not allow_all]
+    if not terms:
+        return allow_all
+    if len(terms) == 1:
+        return terms[0]
+    return lambda obj: all(t(obj) for t in terms)
+
+
+def _any_of(alternatives: list[Callable[[Any], bool]]) -> Callable[[Any], bool]:
+    if allow_all in alternatives:
+        return allow_all
+    alternatives = [a for a in alternatives if a is not _deny_all]
+    if not alternatives:
+        return _deny_all
+    if len(alternatives) == 1:
+        return alternatives[0]
+    return lambda obj: any(a(obj) for a in alternatives)
 
 
 def parse_locks(lockstring: str) -> dict[str, Callable[[Any], bool]]:
-    """Compile a lock string into ``{access_type: check(obj) -> bool}``; LockError if invalid."""
+    """Compile a lock string into ``{access_type: check(obj) -> bool}``; LockError if invalid.
+
+    Checks are compiled once, here, with constant parts folded away: a check that lets everyone
+    in is always the same function, which the command handler skips without calling it.
+    """
     if not isinstance(lockstring, str):
         raise LockError(f"locks must be a string, not {lockstring!r}")
     locks: dict[str, Callable[[Any], bool]] = {}
@@ -93,7 +133,6 @@ def parse_locks(lockstring: str) -> dict[str, Callable[[Any], bool]]:
         alternatives = []
         for alternative in re.split(r"\s+or\s+", expression.strip()):
             terms = [_compile_call(t, lockstring) for t in re.split(r"\s+and\s+", alternative)]
-            alternatives.append(terms)
-        locks[access.strip().lower()] = (
-            lambda obj, alts=alternatives: any(all(t(obj) for t in terms) for terms in alts))
+            alternatives.append(_all_of(terms))
+        locks[access.strip().lower()] = _any_of(alternatives)
     return locks

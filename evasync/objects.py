@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any, Callable, Iterable, Protocol
 from twisted.logger import Logger
 
 from . import _codec
+from . import cmdhandler
 from .errors import ObjectDeletedError
 
 if TYPE_CHECKING:
@@ -92,8 +93,12 @@ def _mutator(base: type, method: str) -> Callable[..., Any]:
     def change(self: Any, *args: Any, **kwargs: Any) -> Any:
         before = base(self)
         result = original(self, *args, **kwargs)
+        if result is NotImplemented:  # set |= list: Python goes on to raise its TypeError
+            return result
         self._adopt()
         self._saved(lambda: restore(self, before))
+        if method == "setdefault":
+            return self[args[0]]  # the saving container now in the dict, not the default given
         return self if method.startswith("__i") else result
 
     return change
@@ -150,6 +155,9 @@ class SaverSet(_Saving, set):
     def _adopt(self) -> None:
         pass  # set members are hashable, hence never mutable containers
 
+    def __repr__(self) -> str:
+        return set.__repr__(set(self))  # {'a'}, as a set prints: a player may read it
+
     def __reduce_ex__(self, protocol: Any) -> Any:
         return (set, (set(self),))
 
@@ -192,12 +200,23 @@ def _stored(handler: "AttributeHandler", name: str, value: Any) -> Any:
     return root.value
 
 
+def _object_or_none(get: Callable[[int], Any]) -> Callable[[int], Any]:
+    """An object lookup for ``db`` values: a deleted object reads None, as in Evennia."""
+    def lookup(obj_id: int) -> Any:
+        try:
+            return get(obj_id)
+        except LookupError:
+            return None
+    return lookup
+
+
 class AttributeHandler:
     """``obj.db``: attributes saved in the store. A missing one reads None.
 
     Values follow the same rules as persistent task arguments (plain data and stored objects).
     Assigning stores a copy. Lists, dicts and sets read back from ``db`` (nested ones too) save
     themselves when changed in place, as in Evennia: ``obj.db.items.append("key")`` is stored.
+    A stored object that was deleted since reads back as None, as in Evennia.
     """
 
     def __init__(self, obj: "DefaultObject") -> None:
@@ -210,9 +229,15 @@ class AttributeHandler:
             obj = self._obj
             objects = obj._runtime.objects
             raw = obj._runtime.store.attributes(obj._live_id())
-            object.__setattr__(self, "_cache", {
-                name: _stored(self, name, _codec.loads(text, objects.get))
-                for name, text in raw.items()})
+            decoder = _codec.Decoder(_object_or_none(objects.get))
+            values = {}
+            for name, text in raw.items():
+                try:
+                    values[name] = _stored(self, name, decoder.loads(text))
+                except Exception as exc:  # one damaged attribute must not hide the others
+                    log.error("{obj}: stored attribute {name!r} cannot be read ({error}); it "
+                              "reads None", obj=repr(obj), name=name, error=repr(exc))
+            object.__setattr__(self, "_cache", values)
         return self._cache
 
     def _save(self, name: str) -> None:
@@ -335,9 +360,7 @@ class DefaultObject:
         Returns:
             A Deferred that fires when the command has finished (after any pauses).
         """
-        from .cmdhandler import execute_cmd
-
-        return execute_cmd(self, raw_string, session=session)
+        return cmdhandler.execute_cmd(self, raw_string, session=session)
 
     def delete(self) -> bool:
         """Delete the object and its attributes. True if it existed; False if already deleted."""

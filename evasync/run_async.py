@@ -15,6 +15,7 @@ import concurrent.futures.process
 import functools
 import io
 import multiprocessing
+import multiprocessing.spawn as spawn
 import pickle
 import reprlib
 import sys
@@ -83,32 +84,50 @@ def _call_pickled(payload: bytes) -> Any:
 
 
 def _script_main() -> types.ModuleType | None:
-    """``__main__`` if it is a script run by its path (``python game.py``), else None.
+    """``__main__`` if it is the user's own code (``python game.py`` or ``python -m game``),
+    else None (an interactive session, ``python -c``).
 
-    multiprocessing makes every new worker process run such a script again (to find what it
-    defines); a script without an ``if __name__ == "__main__":`` guard then starts its own work
-    once more inside the worker and fails with multiprocessing's bootstrapping error.
+    multiprocessing makes every new worker process import such a ``__main__`` again (to find
+    what it defines); one without an ``if __name__ == "__main__":`` guard then starts its own
+    work once more inside the worker and fails with multiprocessing's bootstrapping error.
     """
     main = sys.modules.get("__main__")
-    if main is None or getattr(getattr(main, "__spec__", None), "name", None):
+    if main is None:
         return None
-    return main if getattr(main, "__file__", None) else None
+    if getattr(getattr(main, "__spec__", None), "name", None) or getattr(main, "__file__", None):
+        return main
+    return None
+
+
+_PREPARING = threading.Lock()
 
 
 @contextlib.contextmanager
 def _workers_skip_main() -> Iterator[None]:
-    """While worker processes start, hide a script ``__main__``'s path so they do not run it
-    again: nothing sent to them comes from it (:func:`_pickled` refuses that)."""
-    main = _script_main()
-    if main is None:
+    """While worker processes start, leave ``__main__`` out of what multiprocessing tells them
+    to import: nothing sent to them comes from it (:func:`_pickled` refuses that).
+
+    multiprocessing reads that from ``spawn.get_preparation_data`` (for spawn and forkserver
+    alike) and has no option for it, so that one function is wrapped while the pool starts its
+    workers; ``__main__`` itself is left alone (other threads may be reading it).
+    """
+    if _script_main() is None:
         yield
         return
-    path = main.__file__
-    del main.__file__
-    try:
-        yield
-    finally:
-        main.__file__ = path
+    real = spawn.get_preparation_data
+
+    def without_main(name: str) -> dict:
+        data = real(name)
+        data.pop("init_main_from_path", None)
+        data.pop("init_main_from_name", None)
+        return data
+
+    with _PREPARING:
+        spawn.get_preparation_data = without_main
+        try:
+            yield
+        finally:
+            spawn.get_preparation_data = real
 
 
 class _MainFinder(pickle.Pickler):
@@ -139,11 +158,13 @@ def _pickled(function: Callable, args: tuple, kwargs: dict) -> bytes:
     else:
         if finder.found is None:
             return buffer.getvalue()
+        main = _script_main()
+        where = getattr(main, "__file__", None) or getattr(main.__spec__, "name", "__main__")
         raise NotPicklableError(
             f"run_async(executor='process') cannot send {reprlib.repr(finder.found)} to a worker "
-            f"process: it is defined in the script you ran ({_script_main().__file__}), which a "
-            "worker process does not import (it would run the whole script again). Move it "
-            "into a module of its own and import it from there, or use executor='thread'.")
+            f"process: it is defined in the script you ran ({where}), which a worker process "
+            "does not import (it would run the whole script again). Move it into a module of "
+            "its own and import it from there, or use executor='thread'.")
     parts = [("the function", function)]
     parts += [(f"positional argument {index}", arg) for index, arg in enumerate(args)]
     parts += [(f"keyword argument {key!r}", value) for key, value in kwargs.items()]
@@ -193,7 +214,7 @@ class _Runner:
     """The pools and unfinished jobs of one runtime; its state changes in the reactor thread."""
 
     def __init__(self, runtime: "Runtime") -> None:
-        self.clock = runtime.clock
+        self._runtime_clock = lambda: runtime.clock  # followed if tests swap the clock
         self.reactor = runtime.reactor
         self.stop_hooks = runtime.stop_hooks
         self.jobs: set[_Job] = set()
@@ -209,7 +230,7 @@ class _Runner:
     def submit(self, job: _Job, function: Callable, args: tuple, kwargs: dict,
                executor: Any, payload: bytes | None) -> None:
         if executor == "reactor":
-            call = self.clock.callLater(0, self._run_here, job, function, args, kwargs)
+            call = self._runtime_clock().callLater(0, self._run_here, job, function, args, kwargs)
             job.cancel_work = lambda: call.cancel() if call.active() else None
         elif executor == "thread":
             self._thread_pool().callInThreadWithCallback(
@@ -412,10 +433,10 @@ def run_async(to_execute: Callable[..., Any], *args: Any,
       fires with None. An exception raised by ``at_err`` is logged.
     * Failure without ``at_err``: the Deferred fails with the failure. If what was already
       waiting on it (``await``, ``yield`` in ``inlineCallbacks``, an errback) takes the failure,
-      that is where it went; otherwise it is logged once, with its traceback (for a worker
-      process, the worker's traceback too), and the Deferred is left holding None, so Twisted
-      does not also report an "Unhandled error in Deferred". A failure is thus reported exactly
-      once and never silently dropped; callbacks added only after the failure arrived see None.
+      that is where it went; otherwise it is logged once, at once, with its traceback (for a
+      worker process, the worker's traceback too). The Deferred still holds the failure, so an
+      errback added later gets it, as with any Deferred, and Twisted does not report it a
+      second time. A failure is thus reported exactly once and never silently dropped.
 
     Cancelling the Deferred drops the call: not yet started, it never starts; started, its outcome
     is ignored; neither ``at_return`` nor ``at_err`` is called. A reload or close of the runtime,

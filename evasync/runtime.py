@@ -13,6 +13,7 @@ from typing import Any, Callable, Iterable, Iterator
 
 from twisted.internet.interfaces import IReactorTime
 
+from ._timers import Timers
 from .driver import Driver
 from .objects import ObjectRegistry
 from ._codec import Trust
@@ -51,7 +52,9 @@ class Runtime:
                  db_path: str | os.PathLike | None = None, trusted: Iterable[str] = (),
                  synchronous: str | None = None) -> None:
         self._clock = clock if clock is not None else _real_reactor()
-        self._db_path = os.fspath(db_path) if db_path is not None else default_path()
+        # Absolute now: a reload after the process changed directory opens the same store.
+        self._db_path = os.path.abspath(os.fspath(db_path) if db_path is not None
+                                        else default_path())
         self._synchronous = synchronous
         self.trust = Trust(trusted)
         #: Called with no arguments on every reload and close, before the store closes.
@@ -80,16 +83,22 @@ class Runtime:
     def _start(self) -> None:
         self.store = Store(self._db_path, self._synchronous)
         self.objects = ObjectRegistry(self)
-        self.tasks = TaskHandler(self._clock, self.store, self.objects.get, self.trust)
-        self.driver = Driver(self._clock)
+        # One heap of timers for delays and pauses: due together, they run in the order made.
+        self._timers = Timers(self._clock)
+        self.tasks = TaskHandler(self._clock, self.store, self.objects.get, self.trust,
+                                 self._timers)
+        self.driver = Driver(self._clock, self._timers)
         self.objects.on_delete.append(self.driver.close_caller)
 
     def _stop(self) -> None:
+        # The driver first: a body waiting on run_async gets CallerGone, not the cancellation
+        # of the call that the stop hooks then drop.
+        self.driver.stop()
         for hook in list(self.stop_hooks):
             hook()
         self.services.clear()
-        self.driver.stop()
         self.tasks.stop()
+        self._timers.stop()
         self.store.close()
 
     def reload(self) -> int:

@@ -28,7 +28,11 @@ import errno
 import fcntl
 import functools
 import os
+import pathlib
 import sqlite3
+import stat
+import time
+import weakref
 from typing import Any, Callable, Iterable, Iterator, TypeVar
 
 from ._codec import Trust  # re-exported: the store's rule for which names it may hold
@@ -121,11 +125,40 @@ def _sqlite_errors(what: str) -> Callable[[Callable[..., _T]], Callable[..., _T]
     return decorate
 
 
+def _flock(fd: int, patient: bool) -> None:
+    """An exclusive flock on ``fd``, or OSError. ``patient``: wait up to a second for a lock a
+    forked child shares with us (it lets go of its copies right after the fork)."""
+    deadline = time.monotonic() + (1.0 if patient else 0.0)
+    while True:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return
+        except OSError as exc:
+            if exc.errno not in (errno.EWOULDBLOCK, errno.EAGAIN) \
+                    or time.monotonic() >= deadline:
+                raise
+            time.sleep(0.01)
+
+
+#: Stores holding their locks in this process (a forked child lets go of its copies).
+_LOCKED: "weakref.WeakSet[Store]" = weakref.WeakSet()
+
+
+def _after_fork_in_child() -> None:
+    for store in list(_LOCKED):
+        store._forget_lock_in_child()
+    _LOCKED.clear()
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
 def count_quarantined(path: str | os.PathLike) -> int:
     """How many task rows the store at ``path`` holds in quarantine, read without taking the
     store's lock (a running server holds it); 0 if there is no such store or table."""
+    uri = pathlib.Path(os.path.realpath(path)).as_uri() + "?mode=ro"
     try:
-        conn = sqlite3.connect(f"file:{os.path.realpath(path)}?mode=ro", uri=True)
+        conn = sqlite3.connect(uri, uri=True)
     except sqlite3.Error:
         return 0
     try:
@@ -150,13 +183,14 @@ class Store:
 
     def __init__(self, path: str | os.PathLike | None = None,
                  synchronous: str | None = None) -> None:
-        self.path = os.fspath(path) if path is not None else default_path()
+        # Absolute now: the process may change directory before the store is (re)opened.
+        self.path = os.path.abspath(os.fspath(path) if path is not None else default_path())
         self.synchronous = (synchronous or default_synchronous()).upper()
         if self.synchronous not in SYNCHRONOUS:
             raise ValueError(f"synchronous must be one of {', '.join(SYNCHRONOUS)}, not "
                              f"{synchronous!r}")
         self._conn: sqlite3.Connection | None = None
-        self._lock_fd: int | None = None
+        self._lock_fds: tuple[int, ...] = ()
         self._closed = False
 
     @property
@@ -196,40 +230,66 @@ class Store:
                           "at another file) and start again.")
 
     def _lock(self) -> None:
+        fd = self._open_lock_file()
         try:
-            fd = os.open(self.lock_path, os.O_RDWR | os.O_CREAT, 0o600)
-        except OSError as exc:
-            raise StoreError(f"evasync store {self.real_path!r}: cannot create its lock file "
-                             f"{self.lock_path!r} ({exc.strerror})") from exc
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            _flock(fd, patient=self._maybe_ours(fd))
         except OSError as exc:
             holder = os.read(fd, 64).decode("ascii", "replace").strip() or "unknown"
             os.close(fd)
-            if exc.errno not in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
-                raise StoreError(f"evasync store {self.real_path!r}: cannot lock "
-                                 f"{self.lock_path!r} ({exc.strerror})") from exc
-            raise StoreError(
-                f"evasync store {self.real_path!r} is in use by process {holder} (it holds "
-                f"{self.lock_path!r}). One store has one runtime: stop that process first, or "
-                "use another store file.") from None
+            raise self._in_use(exc, f"process {holder} (it holds {self.lock_path!r})") from None
+        # The store file itself too: another name of the same file (a hard link) has a lock
+        # file of its own, but not a file of its own. (flock does not touch SQLite's fcntl locks.)
+        try:
+            store_fd = os.open(self._create_if_missing(), os.O_RDWR)
+        except OSError as exc:
+            os.close(fd)
+            raise StoreError(f"evasync store {self.real_path!r} cannot be opened "
+                             f"({exc.strerror})") from exc
+        try:
+            _flock(store_fd, patient=True)
+        except OSError as exc:
+            os.close(store_fd)
+            os.close(fd)
+            raise self._in_use(exc, "another process, through another name of the same file "
+                                    "(a hard link)") from None
         os.ftruncate(fd, 0)
         os.write(fd, f"{os.getpid()}\n".encode())
-        self._lock_fd = fd
+        self._lock_fds = (fd, store_fd)
+        _LOCKED.add(self)
 
-    def _unlock(self) -> None:
-        if self._lock_fd is not None:
-            os.close(self._lock_fd)  # closing the descriptor releases the lock
-            self._lock_fd = None
+    def _maybe_ours(self, fd: int) -> bool:
+        """True if the lock may be held by a child this process forked a moment ago (it names
+        this process, and no store of this process holds it): such a copy goes away at once."""
+        holder = os.pread(fd, 64, 0).decode("ascii", "replace").strip()
+        return holder == str(os.getpid()) and not any(
+            store.lock_path == self.lock_path for store in list(_LOCKED))
 
-    def _open(self) -> sqlite3.Connection:
+    def _open_lock_file(self) -> int:
+        try:  # never through a symlink: a planted link would have us overwrite its target
+            fd = os.open(self.lock_path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o600)
+        except OSError as exc:
+            raise StoreError(f"evasync store {self.real_path!r}: cannot open its lock file "
+                             f"{self.lock_path!r} ({exc.strerror}); if it is a symbolic link "
+                             "or not yours, remove it") from exc
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode) or info.st_uid != os.getuid():
+            os.close(fd)
+            raise StoreError(f"evasync store {self.real_path!r}: its lock file "
+                             f"{self.lock_path!r} is not a plain file of this user; remove it")
+        return fd
+
+    def _in_use(self, exc: OSError, holder: str) -> StoreError:
+        if exc.errno not in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
+            return StoreError(f"evasync store {self.real_path!r}: cannot lock it "
+                              f"({exc.strerror})")
+        return StoreError(f"evasync store {self.real_path!r} is in use by {holder}. One store "
+                          "has one runtime: stop that process first, or use another store file.")
+
+    def _create_if_missing(self) -> str:
         path = self.real_path
         if os.path.isdir(path):
             raise self._fail("is a directory")
-        if os.path.exists(path):
-            if not os.access(path, os.R_OK | os.W_OK):
-                raise self._fail("is not readable and writable by this process")
-        else:
+        if not os.path.exists(path):
             # Created here, owner-only, so SQLite gives its -wal and -shm files the same mode.
             try:
                 os.close(os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o600))
@@ -237,6 +297,28 @@ class Store:
                 pass
             except OSError as exc:
                 raise self._fail(f"cannot be created ({exc.strerror})") from None
+        return path
+
+    def _unlock(self) -> None:
+        fds, self._lock_fds = self._lock_fds, ()
+        _LOCKED.discard(self)
+        for fd in fds:
+            os.close(fd)  # closing the last descriptor releases its lock
+
+    def _forget_lock_in_child(self) -> None:
+        # A forked child shares the parent's locks; closing its copies leaves them with the
+        # parent (an explicit unlock would take them away from the parent too).
+        fds, self._lock_fds = self._lock_fds, ()
+        for fd in fds:
+            try:
+                os.close(fd)
+            except OSError:
+                pass
+
+    def _open(self) -> sqlite3.Connection:
+        path = self._create_if_missing()
+        if not os.access(path, os.R_OK | os.W_OK):
+            raise self._fail("is not readable and writable by this process")
         try:
             conn = sqlite3.connect(path, isolation_level=None)
         except sqlite3.Error as exc:

@@ -53,13 +53,16 @@ _NO_KWARGS: Mapping[str, Any] = types.MappingProxyType({})
 _NO_KWARGS_TEXT = '{"d":[]}'  # what _codec.dumps({}) gives, written once
 
 
+_HUGE = 2 ** 1000  # ints below convert to a finite float (computed once: Python folds no such constant)
+
+
 def check_timedelay(timedelay: Any) -> float:
     """Return ``timedelay`` as a float; TypeError/ValueError if it is not a finite number >= 0."""
     kind = type(timedelay)
     if kind is float:
         if 0 <= timedelay < math.inf:
             return timedelay
-    elif kind is int and 0 <= timedelay < 2 ** 1000:
+    elif kind is int and 0 <= timedelay < _HUGE:
         return float(timedelay)
     if kind is not int and kind is not float:
         if isinstance(timedelay, bool) or not isinstance(timedelay, Real):
@@ -199,9 +202,12 @@ class TaskHandler:
     """
 
     def __init__(self, clock: IReactorTime, store: Store, lookup: Callable[[int], Any],
-                 trust: _codec.Trust | None = None) -> None:
+                 trust: _codec.Trust | None = None, timers: Timers | None = None) -> None:
         self._clock = clock
-        self._timers = Timers(clock)
+        # Shared with the driver by the runtime, so a delay and a pause due at the same time
+        # run in the order they were made.
+        self._timers = timers if timers is not None else Timers(clock)
+        self._owns_timers = timers is None
         self._fire_task = self._fire  # one bound method for every task (a new one is 64 bytes)
         self._store = store
         self._lookup = lookup
@@ -225,13 +231,19 @@ class TaskHandler:
     @property
     def clock(self) -> IReactorTime:
         """The clock tasks are scheduled on. Setting it (as Evennia's tests do with a
-        ``task.Clock``) affects tasks added from then on."""
+        ``task.Clock``) moves every task held to it, each with the time it had left."""
         return self._clock
 
     @clock.setter
     def clock(self, clock: IReactorTime) -> None:
+        offset = clock.seconds() - self._clock.seconds()
+        for task in self._tasks.values():
+            task.due += offset
+            if task.persistent:
+                self._store.set_task_state(task.id, task.state, task.due)
+        if self._timers.clock is not clock:
+            self._timers.move_to(clock)
         self._clock = clock
-        self._timers = Timers(clock)  # tasks already scheduled stay on the old clock
 
     @property
     def tasks(self) -> Mapping[int, Task]:
@@ -265,7 +277,7 @@ class TaskHandler:
                                "closed); use evasync.delay() or the new runtime's handler")
         if persistent:
             stored = (_codec.callback_text(callback, self._trust),
-                      _codec.dumps(list(args), "argument list of", callback),
+                      _codec.dumps_arguments(args, callback),
                       _codec.dumps(kwargs, "keyword arguments of", callback)
                       if kwargs else _NO_KWARGS_TEXT)
         task = Task(self, self._new_id(), callback, args, kwargs or _NO_KWARGS, persistent,
@@ -275,8 +287,17 @@ class TaskHandler:
         self._tasks[task.id] = task
         self._schedule(task)
         if self._cancelled and self.stale_timeout > 0:
-            self.clean_stale_tasks()
+            self._clean_quietly()
         return task
+
+    def _clean_quietly(self) -> None:
+        # The new task is in: a failure of this housekeeping must not make delay() raise
+        # (a caller that retried would schedule it twice); the next add tries again.
+        try:
+            self.clean_stale_tasks()
+        except Exception:
+            log.failure("dropping stale cancelled tasks failed; they are kept for now",
+                        level=LogLevel.error)
 
     def _schedule(self, task: Task) -> None:
         task._call = self._timers.at(task.due, self._fire_task, task)
@@ -475,7 +496,8 @@ class TaskHandler:
         if task is None:
             return None
         if task._deferred is None:
-            task._deferred = defer.Deferred()
+            # Cancelling it cancels the task, as cancelling Evennia's (deferLater's) does.
+            task._deferred = defer.Deferred(canceller=lambda _: self.cancel(task_id))
         return task._deferred
 
     def all(self) -> list[Task]:
@@ -504,7 +526,12 @@ class TaskHandler:
                 stale.append(task)
         stored = [task.id for task in stale if task.persistent]
         if stored:
-            self._store.delete_tasks(stored)
+            try:
+                self._store.delete_tasks(stored)
+            except Exception:
+                for task in stale:  # still held and stored: the next clean-up finds them
+                    heapq.heappush(self._cancelled, (task.due, task.id))
+                raise
         for task in stale:
             self._unschedule(task)
             if task._deferred is not None:
@@ -544,7 +571,8 @@ class TaskHandler:
 
     # -- persistence -----------------------------------------------------------------------
 
-    def _restore(self, row: tuple, decoder: _codec.Decoder, callbacks: dict[str, Any]) -> Task:
+    def _restore(self, row: tuple, decoder: _codec.Decoder, callbacks: dict[str, Any],
+                 failed_imports: dict[str, str]) -> Task:
         """The task stored in ``row``, or an exception saying why it cannot be restored."""
         task_id, due, state, callback_text, args_text, kwargs_text = row
         if type(due) not in (int, float) or not math.isfinite(due):
@@ -555,7 +583,8 @@ class TaskHandler:
             raise ValueError(f"its callback is not text: {callback_text!r}")
         callback = callbacks.get(callback_text)
         if callback is None:
-            callback = _codec.decode_callback(callback_text, self._lookup, self._trust)
+            callback = _codec.decode_callback(callback_text, self._lookup, self._trust,
+                                              failed_imports)
             if '"path"' in callback_text:  # a function, the same for every row naming it
                 callbacks[callback_text] = callback
         args = decoder.loads(args_text)
@@ -580,6 +609,7 @@ class TaskHandler:
         """
         decoder = _codec.Decoder(self._lookup)
         callbacks: dict[str, Any] = {}
+        failed_imports: dict[str, str] = {}
         overdue: list[Task] = []
         # Queued before anything else, so the backlog fires ahead of tasks that come due while
         # this (possibly long) load runs; it is filled below.
@@ -592,7 +622,7 @@ class TaskHandler:
                 if task_id in self._tasks:
                     continue
                 try:
-                    task = self._restore(row, decoder, callbacks)
+                    task = self._restore(row, decoder, callbacks, failed_imports)
                 except Exception as exc:  # any reason at all: this row only
                     bad[task_id] = f"{type(exc).__name__}: {exc}"
                     continue
@@ -608,7 +638,7 @@ class TaskHandler:
         if bad:
             self._quarantine(bad)
         if self._cancelled and self.stale_timeout > 0:
-            self.clean_stale_tasks()
+            self._clean_quietly()
         return restored
 
     def _quarantine(self, bad: dict[int, str]) -> None:
@@ -631,4 +661,5 @@ class TaskHandler:
         for task in self._tasks.values():
             self._stop_call(task)
         self._tasks.clear()
-        self._timers.stop()
+        if self._owns_timers:
+            self._timers.stop()

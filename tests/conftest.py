@@ -14,7 +14,7 @@ from . import _support
 
 @pytest.fixture
 def rt() -> Iterator[VirtualRuntime]:
-    """A fresh current runtime on a ``task.Clock`` with a throw-away store."""
+    """A fresh current runtime on a virtual clock with a throw-away store."""
     with VirtualRuntime() as runtime:
         yield runtime
 

@@ -991,3 +991,63 @@ def test_a_command_that_runs_during_questions_is_not_taken_for_an_answer(rt):
     alice.types("leave")          # runs; the question still waits
     alice.types("look")           # any other line is the answer
     assert alice.heard() == ["Sure?", "You leave.", "Answered look."]
+
+
+def test_add_default_puts_the_base_set_first_stores_it_and_replaces_an_older_default(rt):
+    alice = Player(rt, "Alice")
+    alice.obj.cmdset.add(DanceCmdSet, persistent=True)
+    alice.obj.cmdset.add_default("tests._commands_support.VanishingCmdSet")
+    assert type(alice.obj.cmdset.all()[0]) is _commands_support.VanishingCmdSet
+    alice.obj.cmdset.add_default(BasicCmdSet)
+    rt.reload()
+    alice.refetch()
+    kinds = [type(s) for s in alice.obj.cmdset.all()]
+    assert kinds == [BasicCmdSet, DanceCmdSet]       # the old default replaced, order kept
+
+
+def test_only_the_lock_of_the_command_typed_is_checked(rt):
+    checked = []
+
+    class CmdGuarded(Command):
+        key = "guarded"
+
+        @classmethod
+        def access(cls, accessor, access_type="cmd"):
+            checked.append(cls.key)
+            return True
+
+    class CmdOther(CmdGuarded):
+        key = "other"
+
+    alice = Player(rt, "Alice", cmdset_of(CmdGuarded, CmdOther, CmdLook))
+    alice.types("look")
+    alice.types("other")
+    assert checked == ["other"]
+    assert alice.heard() == ["look: around", "Command 'other' does nothing yet (it has no func())."]
+
+
+def test_a_command_added_to_a_set_already_in_use_is_found_and_a_removed_one_is_not(rt):
+    cmdset = cmdset_of(CmdLook)
+    alice = Player(rt, "Alice", cmdset)
+    alice.types("dance")
+    cmdset.add(CmdDance)
+    alice.types("dance")
+    cmdset.remove(CmdDance)
+    alice.types("dance")
+    heard = alice.heard()
+    assert heard[0].startswith("Command 'dance' is not available.")
+    assert heard[1] != heard[0] and not heard[1].startswith("Command")
+    assert heard[2] == heard[0]
+
+
+def test_a_cmdset_added_or_removed_on_the_object_changes_what_is_found(rt):
+    alice = Player(rt, "Alice", cmdset_of(CmdLook))
+    bob = Player(rt, "Bob", cmdset_of(CmdLook))
+    alice.obj.cmdset.add(DanceCmdSet, persistent=False)
+    alice.types("dance")
+    bob.types("dance")
+    alice.obj.cmdset.remove(DanceCmdSet)
+    alice.types("dance")
+    danced, refused = alice.heard()
+    assert not danced.startswith("Command") and refused.startswith("Command 'dance'")
+    assert bob.heard()[0].startswith("Command 'dance' is not available.")

@@ -19,7 +19,7 @@ PUBLIC = {
     "evasync.objects": ["AttributeHandler", "NAttributeHandler"],  # what obj.db, obj.ndb are
     "evasync.store": ["Store", "Trust", "default_path", "default_synchronous"],
     "evasync.locks": ["parse_locks", "PERMISSION_HIERARCHY", "permissions", "is_superuser"],
-    "evasync.testing": ["VirtualRuntime", "Recorder"],
+    "evasync.testing": ["VirtualRuntime", "VirtualClock", "Recorder"],
     "evasync.transcript": ["check", "run", "parse", "Step", "TranscriptParser",
                            "TranscriptError"],
     "evasync.server.characters": ["Character"],

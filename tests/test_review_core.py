@@ -1,5 +1,6 @@
 """A hostile review of the core runtime (tasks, store, codec, db containers, driver, timers,
-failure policy, run_async): each test names a bug it proves and fails until the bug is fixed.
+failure policy, run_async): each test is named after a bug the review found (each failed before
+its fix) and keeps it fixed.
 
 Grouped by the file at fault. Every test runs in virtual time except the few that need a real
 process (marked by what they start); none waits on the wall clock for a delay.
@@ -322,10 +323,10 @@ def test_a_coroutine_closed_while_awaiting_another_players_question_leaves_it_as
 
 def test_a_failure_after_cancel_is_logged_as_cancelled_error_and_the_real_one_is_lost(rt, hero,
                                                                                         logged):
-    """After ``d.cancel()`` the body runs on (see above); when it then fails, ``fail()``'s
-    errback is swallowed by Twisted's ``_suppressAlreadyCalled`` and the policy logs the
-    Deferred's *result*, the CancelledError, as "<body> raised". The real KeyError is never
-    logged: a failure reported zero times, a cancellation reported as an error."""
+    """``d.cancel()`` once left the body running; when it then failed, the policy logged the
+    Deferred's *result*, the CancelledError, and the real KeyError was lost. Now cancelling
+    ends the body (so it cannot fail later), and a failure reaching a Deferred that already
+    fired is logged as itself, never as the cancellation."""
     @interactive
     def slow(caller):
         yield 5
@@ -333,8 +334,13 @@ def test_a_failure_after_cancel_is_logged_as_cancelled_error_and_the_real_one_is
 
     slow(hero).cancel()
     rt.advance(5)
-    failures = [event["log_failure"] for event in logged.at(LogLevel.error)]
-    assert [failure.type for failure in failures] == [KeyError]
+    assert logged.at(LogLevel.error) == []            # ended at once: nothing failed later
+
+    done = defer.Deferred()
+    done.cancel()
+    _failures.fail(done, _a_failure("after cancel"), Logger(namespace="review"), "it raised")
+    [event] = logged.at(LogLevel.error)
+    assert event["log_failure"].type is ValueError
 
 
 def test_cancelling_a_tasks_deferred_does_not_cancel_the_task(rt):
@@ -410,11 +416,12 @@ def test_an_interactive_body_for_a_deleted_caller_waits_forever(rt):
     assert done.called and len(rt.driver) == 0
 
 
-def test_await_in_finally_after_caller_gone_cuts_the_clean_up_short_silently(rt, hero):
+def test_await_in_finally_after_caller_gone_cuts_the_clean_up_short_silently(rt, hero, logged):
     """The documented rule is "CallerGone at the pending await, finally blocks run". A
-    ``finally`` that awaits (saving progress with ``run_async``, the natural thing in an async
-    command) is closed at that await with GeneratorExit: the rest of the block never runs and
-    nothing is logged. The work it awaited still runs, its outcome unseen."""
+    ``finally`` that awaits (saving progress with ``run_async``) cannot be served once the
+    caller left: the body is closed at that await and the rest of the block does not run. That
+    must not be silent: a warning names the body and says what happened (and the concept page
+    says a finally block runs up to its first await)."""
     @interactive
     async def work(caller):
         try:
@@ -426,7 +433,9 @@ def test_await_in_finally_after_caller_gone_cuts_the_clean_up_short_silently(rt,
     work(hero)
     rt.disconnect(hero)
     rt.advance(1)
-    assert "clean-up finished" in CALLS
+    [warning] = logged.texts(LogLevel.warn)
+    assert "work" in warning and "after it was ended" in warning
+    assert "clean-up finished" not in CALLS
 
 
 # == _failures.py ================================================================================

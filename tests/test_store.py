@@ -130,7 +130,7 @@ def test_without_evasync_db_the_store_is_evasync_db_here(tmp_path, monkeypatch):
     store = Store()
     store.conn
     store.close()
-    assert store.path == "evasync.db"
+    assert store.path == os.path.join(os.getcwd(), "evasync.db")
     assert TABLES <= tables(tmp_path / "evasync.db")
 
 
