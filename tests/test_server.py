@@ -21,7 +21,8 @@ from evasync.server.accounts import check_name, check_password, hash_password
 from evasync.server.clock import ScaledClock
 from evasync.server.game import CREATES_PER_ADDRESS, FREE_FAILURES
 from evasync.server.portal import MAX_PER_ADDRESS
-from evasync.server.telnet import BACKLOG_MAX, MAX_LINE, clean
+from evasync.server.fairness import MAX_LINE
+from evasync.server.telnet import BACKLOG_MAX, clean
 
 from ._server_support import TIMEOUT, Client, Server, address, wait_for
 

@@ -24,14 +24,12 @@ from twisted.logger import Logger, LogLevel
 from twisted.protocols.policies import TimeoutMixin
 from zope.interface import implementer
 
-from .fairness import MAX_LINE, LineInput
+from .fairness import LineInput
 
 if TYPE_CHECKING:
     from .portal import Portal
 
 log = Logger(namespace="evasync.server.telnet")
-
-__all__ = ["MAX_LINE", "BACKLOG_MAX", "LOGIN_IDLE", "clean", "TelnetTransport", "TelnetSession"]
 
 BACKLOG_MAX = 1 << 20   # bytes of output waiting for a player who does not read, before hanging up
 LOGIN_IDLE = 300.0      # seconds without a line before a connection that is not logged in is closed
