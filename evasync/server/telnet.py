@@ -33,7 +33,7 @@ log = Logger(namespace="evasync.server.telnet")
 
 BACKLOG_MAX = 1 << 20   # bytes of output waiting for a player who does not read, before hanging up
 LOGIN_IDLE = 300.0      # seconds without a line before a connection not logged in is closed
-SB_MAX = 512            # bytes in one subnegotiation (a window size takes 4); longer ones are dropped
+SB_MAX = 512            # bytes in a subnegotiation (a window size takes 4); longer: dropped
 
 BINARY = b"\x00"  # RFC 856 (conch names no constant for it)
 NAWS = telnet.NAWS
