@@ -174,30 +174,21 @@ def _timing_rows(runtime: Any, reactor: Any) -> dict[str, Callable[[Callable[[],
 
     callers = [Caller() for _ in range(N)]
 
-    def driver(done):
-        left = [N]
+    def driven(body: Callable[[int], Any]) -> Callable[[Callable[[], None]], None]:
+        def start(done):
+            left = [N]
 
-        def finished(_):
-            left[0] -= 1
-            if not left[0]:
-                done()
+            def finished(_):
+                left[0] -= 1
+                if not left[0]:
+                    done()
 
-        for caller in callers:
-            runtime.driver.run(resumed(ROUNDS), caller).addCallback(finished)
+            for caller in callers:
+                runtime.driver.run(body(ROUNDS), caller).addCallback(finished)
+        return start
 
-    def driver_async(done):
-        left = [N]
-
-        def finished(_):
-            left[0] -= 1
-            if not left[0]:
-                done()
-
-        for caller in callers:
-            runtime.driver.run(resumed_async(ROUNDS), caller).addCallback(finished)
-
-    return {"callLater": bare_call_later, "generator": bare_generator, "driver": driver,
-            "driver, coroutine": driver_async}
+    return {"callLater": bare_call_later, "generator": bare_generator,
+            "driver": driven(resumed), "driver, coroutine": driven(resumed_async)}
 
 
 def measure_time(runtime: Any, reactor: Any) -> dict[str, dict[str, float]]:

@@ -282,8 +282,8 @@ def _start_evasync(folder: str) -> tuple[subprocess.Popen, int, list[int]]:
     db = os.path.join(folder, "bench.db")
     process = subprocess.Popen(
         [sys.executable, "-m", "evasync", "start", "--foreground", "--quiet", "--port", "0",
-         "--db", db], cwd=ROOT, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL)
+         "--db", db, "--exempt-address", "127.0.0.1"],  # all N clients come from one address
+        cwd=ROOT, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     statefile = os.path.join(folder, "bench.run", "state.json")
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:

@@ -35,6 +35,10 @@ def main(argv: list[str] | None = None) -> int:
     start.add_argument("--speed", type=float, default=1.0,
                        help="game time runs this many times faster (demos and tests; use a "
                             "throw-away store)")
+    start.add_argument("--exempt-address", action="append", default=[], metavar="ADDRESS",
+                       help="an address the per-address limits (connections, accounts made, "
+                            "failed logins) do not apply to, e.g. 127.0.0.1 for a load test; "
+                            "repeatable")
     start.add_argument("--typeclass", metavar="MODULE:CLASS",
                        help="the typeclass of new characters, for your own game (default: the "
                             "demo's); its package must be installed or in the current folder")
@@ -66,7 +70,8 @@ def main(argv: list[str] | None = None) -> int:
         web = None if options.no_web else (options.web_host or options.host, web_port)
         return control.start(options.host, options.port, options.db, options.foreground,
                              options.speed, console=not options.quiet,
-                             typeclass=options.typeclass, web=web)
+                             exempt=options.exempt_address, typeclass=options.typeclass,
+                             web=web)
     return getattr(control, options.command)(options.db)
 
 

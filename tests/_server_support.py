@@ -2,7 +2,12 @@
 
 Servers run with ``--speed 10`` (game time ten times faster: the howto's ten-second commands
 take one second) on a free port, with a store in the test's temporary folder. Waiting is always
-polling with a deadline, never a fixed sleep.
+polling with a deadline, never a fixed sleep; deadlines are sized for a busy machine (they only
+matter when something is wrong).
+
+Each client connects from an address of its own on loopback (127.1.x.y: all of 127/8 is this
+machine), as players on different machines would, so the server's per-address limits count
+only what a test means them to; a test of those limits passes the same ``source`` to several.
 """
 
 from __future__ import annotations
@@ -14,17 +19,25 @@ import socket
 import sqlite3
 import subprocess
 import sys
+import itertools
 import time
 from pathlib import Path
 
 from evasync.server.rundir import RunDir
 
 SPEED = 10
-TIMEOUT = 15.0
+TIMEOUT = 60.0
+PASSWORD = "secret-pw"
+_addresses = (f"127.1.{n // 250}.{n % 250 + 1}" for n in itertools.count())
+
+
+def address() -> str:
+    """A loopback address no client has used yet."""
+    return next(_addresses)
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def evasync(*args: str, db: Path, timeout: float = 60) -> subprocess.CompletedProcess:
+def evasync(*args: str, db: Path, timeout: float = 120) -> subprocess.CompletedProcess:
     """Run the ``evasync`` command line and return its completed process (text output)."""
     return subprocess.run([sys.executable, "-m", "evasync", *args, "--db", str(db)],
                           capture_output=True, text=True, timeout=timeout, cwd=ROOT)
@@ -45,9 +58,10 @@ def wait_for(condition, timeout: float = TIMEOUT, what: str = "condition"):
 class Server:
     """``evasync start --foreground`` in a subprocess, for one store in ``folder``."""
 
-    def __init__(self, folder: Path, speed: float = SPEED, port: int = 0,
-                 web_port: int = 0) -> None:
+    def __init__(self, folder: Path, speed: float = SPEED, exempt: list[str] = (),
+                 port: int = 0, web_port: int = 0) -> None:
         self.folder = folder
+        self.exempt = list(exempt)
         self.ports = ["--port", str(port), "--web-port", str(web_port)]
         self.db = folder / "evasync.db"
         self.rundir = RunDir(self.db)
@@ -58,7 +72,8 @@ class Server:
         self.output = open(self.folder / "server.out", "ab")
         self.process = subprocess.Popen(
             [sys.executable, "-m", "evasync", "start", "--foreground", "--quiet", *self.ports,
-             "--speed", str(self.speed), "--db", str(self.db)],
+             "--speed", str(self.speed), "--db", str(self.db),
+             *[arg for address in self.exempt for arg in ("--exempt-address", address)]],
             stdin=subprocess.DEVNULL, stdout=self.output, stderr=subprocess.STDOUT, cwd=ROOT)
         self.wait_ready(generation=1)
         return self
@@ -96,10 +111,11 @@ class Server:
         except OSError:
             return ""
 
-    def client(self, name: str | None = None, password: str = "secret",
-               create: bool = True) -> "Client":
-        """A connected client; logged in as ``name`` (created, or connected) if given."""
-        client = Client(self.port)
+    def client(self, name: str | None = None, password: str = PASSWORD,
+               create: bool = True, source: str | None = None) -> "Client":
+        """A connected client (from ``source``, default a new address); logged in as ``name``
+        (created, or connected) if given."""
+        client = Client(self.port, source=source)
         client.expect("create <name> <password>")
         if name is not None:
             client.login(name, password, create)
@@ -148,8 +164,10 @@ class Client:
     of its previous match.
     """
 
-    def __init__(self, port: int, host: str = "127.0.0.1") -> None:
-        self.sock = socket.create_connection((host, port), timeout=TIMEOUT)
+    def __init__(self, port: int, host: str = "127.0.0.1", source: str | None = None) -> None:
+        self.source = source or address()
+        self.sock = socket.create_connection((host, port), timeout=TIMEOUT,
+                                             source_address=(self.source, 0))
         self.text = ""
         self.pos = 0
         self.closed = False
@@ -198,7 +216,7 @@ class Client:
         self.send(line)
         return self.expect(pattern, timeout)
 
-    def login(self, name: str, password: str = "secret", create: bool = True) -> None:
+    def login(self, name: str, password: str = PASSWORD, create: bool = True) -> None:
         if create:
             self.command(f"create {name} {password}", f"Welcome, {name}!")
         else:
@@ -209,3 +227,87 @@ class Client:
 
     def close(self) -> None:
         self.sock.close()
+
+
+class _Turns:
+    """Reactor turns, as the input budget sees them: a call scheduled during a turn runs in the
+    next one (``task.Clock.advance(0)`` would run it at once), as on the real reactor."""
+
+    class _Call:
+        def __init__(self, func, args) -> None:
+            self.func, self.args, self.cancelled = func, args, False
+
+        def active(self) -> bool:
+            return not self.cancelled
+
+        def cancel(self) -> None:
+            self.cancelled = True
+
+    def __init__(self) -> None:
+        self.pending: list = []
+
+    def callLater(self, delay, func, *args):
+        assert delay == 0, "the budget only schedules its next turn"
+        call = self._Call(func, args)
+        self.pending.append(call)
+        return call
+
+    def run(self) -> bool:
+        """One turn; False if nothing was scheduled."""
+        calls, self.pending = self.pending, []
+        for call in calls:
+            if not call.cancelled:
+                call.func(*call.args)
+        return bool(calls)
+
+
+class FakePortal:
+    """What a :class:`~evasync.server.telnet.TelnetSession` needs of the portal, in virtual time
+    (``reactor`` is a ``task.Clock``); records the lines it is given as ``(sid, line)``."""
+
+    def __init__(self, **budget) -> None:
+        from twisted.internet.task import Clock
+
+        from evasync.server.fairness import InputBudget
+
+        self.reactor = Clock()
+        self._turns = _Turns()
+        self.budget = InputBudget(self._turns, **budget)
+        self.sessions: dict = {}
+        self.lines: list[tuple[int, str]] = []
+        self._next = 1
+
+    def session_opened(self, session) -> bool:
+        session.sid, self._next = self._next, self._next + 1
+        self.sessions[session.sid] = session
+        return True
+
+    def session_input(self, session, line: str) -> None:
+        self.lines.append((session.sid, line))
+
+    def session_closed(self, session) -> None:
+        self.sessions.pop(session.sid, None)
+
+    def turns(self, count: int = 1) -> None:
+        """Let ``count`` reactor turns pass (no time)."""
+        for _ in range(count):
+            self.reactor.advance(0)
+            self._turns.run()
+
+    def advance(self, seconds: float) -> None:
+        """Let ``seconds`` pass, then the turns until no input waits that could be parsed."""
+        self.reactor.advance(seconds)
+        while self._turns.run():
+            self.reactor.advance(0)
+
+    def connect(self, host: str = "10.0.0.1"):
+        """A telnet connection to this portal on a ``StringTransport``: (wire, socket)."""
+        from twisted.internet.address import IPv4Address
+        from twisted.internet.testing import StringTransport
+
+        from evasync.server.telnet import TelnetSession, TelnetTransport
+
+        wire = TelnetTransport(TelnetSession, self)
+        sock = StringTransport(peerAddress=IPv4Address("TCP", host, 40000 + self._next))
+        wire.makeConnection(sock)
+        return wire, sock

@@ -26,12 +26,12 @@ TINTIN = shutil.which("tt++") or next(
 
 SCRIPT = """\
 #config {{log}} {{plain}}
-#action {{create <name> <password>}} {{create Tintin s3cret}} {{5}}
+#action {{create <name> <password>}} {{create Tintin s3cret-pw}} {{5}}
 #action {{Welcome, Tintin!}} {{echo hello valley}}
 #action {{The valley answers: %*}} {{#delay {{0.5}} {{#end}}}}
 #session demo 127.0.0.1 {port}
 #log overwrite {{{log}}}
-#delay {{20}} {{#end}}
+#delay {{60}} {{#end}}
 """
 
 
@@ -67,7 +67,7 @@ def test_tintin_creates_an_account_and_hears_the_echo(tmp_path):
         log = tmp_path / "tintin.log"
         script = tmp_path / "session.tin"
         script.write_text(SCRIPT.format(port=server.port, log=log))
-        output = run_on_a_terminal([TINTIN, "-G", str(script)], str(tmp_path), timeout=30)
+        output = run_on_a_terminal([TINTIN, "-G", str(script)], str(tmp_path), timeout=90)
         seen = log.read_text(errors="replace") if log.exists() else ""
         assert "Welcome, Tintin! Your character has been created." in seen, (seen, output[-2000:])
         assert "You shout 'hello valley' into the valley and listen ..." in seen

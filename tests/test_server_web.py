@@ -9,6 +9,7 @@ dropped message, and a telnet player meanwhile is answered.
 from __future__ import annotations
 
 import http.client
+import itertools
 import re
 import socket
 import struct
@@ -17,18 +18,19 @@ import urllib.request
 from urllib.parse import urlsplit
 
 import pytest
-from twisted.internet.task import Clock
+from twisted.internet.address import IPv4Address
+from twisted.internet.testing import StringTransport
 
+from evasync.server.fairness import MAX_LINE, SLICE, TURN
+from evasync.server.portal import MAX_PER_ADDRESS
 from evasync.server.rundir import RunDir
-from evasync.server.telnet import (BACKLOG_MAX, BURST, BYTE_BURST, BYTE_RATE, MAX_LINE,
-                                   QUEUE_MAX, RATE)
-from evasync.server.web import (CLIENT, HUNG_UP, MAX_MESSAGE, REFUSED, SLICE, STOPPING,
-                                _PacedInput)
+from evasync.server.telnet import BACKLOG_MAX, LOGIN_IDLE
+from evasync.server.web import CLIENT, HUNG_UP, MAX_MESSAGE, REFUSED, STOPPING, _WireFactory
 
-from ._server_support import Server, evasync, wait_for
+from ._server_support import FakePortal, Server, address, evasync, wait_for
 from ._web_support import BINARY, CLOSE, PING, TEXT, WebSocketClient, frame
 
-PASSWORD = "secret-pw"
+from ._server_support import PASSWORD
 
 
 @pytest.fixture(scope="module")
@@ -51,10 +53,11 @@ def web(server, admin):
     """Makes WebSocket clients on the server's web client (closed after the test)."""
     made = []
 
-    def make(name: str | None = None, **kwargs) -> WebSocketClient:
+    def make(name: str | None = None, banner: bool = True, **kwargs) -> WebSocketClient:
+        kwargs.setdefault("source", address())
         client = WebSocketClient(server.web, **kwargs)
         made.append(client)
-        if client.status == 101:
+        if client.status == 101 and banner:
             client.expect("create <name> <password>")
             if name is not None:
                 client.login(name, PASSWORD)
@@ -74,88 +77,66 @@ def get(server: Server, path: str, method: str = "GET") -> http.client.HTTPRespo
 
 # -- a page's input, in virtual time ---------------------------------------------------------
 
-class Reading:
-    """Stands for a socket's reading side: counts pauses and resumes."""
+class FakeWebPortal(FakePortal):
+    """A portal in virtual time with a game process that is ready."""
 
-    def __init__(self) -> None:
-        self.paused = False
-        self.pauses = 0
-
-    def pauseProducing(self) -> None:
-        assert not self.paused, "paused twice: two owners of the socket's reading"
-        self.paused, self.pauses = True, self.pauses + 1
-
-    def resumeProducing(self) -> None:
-        assert self.paused, "resumed while reading"
-        self.paused = False
+    phase, stopping, reloading, generation = "running", False, False, 1
 
 
-def paced(decode=lambda data: data):
-    clock, reading, lines, notices, chunks = Clock(), Reading(), [], [], []
-
-    def record(data):
-        chunks.append(len(data))
-        return decode(data)
-
-    paced = _PacedInput(clock, reading, lines.append, notices.append, record, "page")
-    return paced, clock, reading, lines, notices, chunks
-
-
-def test_lines_beyond_the_rate_wait_and_the_socket_is_not_read_meanwhile():
-    page, clock, reading, lines, notices, _ = paced()
-    page.received(b"north\n" * (BURST + 10))
-    assert len(lines) == BURST and reading.paused
-    assert notices == ["You are typing faster than 20 lines a second: your input is slowed "
-                       "down."]
-    clock.advance(9 / RATE)
-    assert len(lines) == BURST + 9 and reading.paused
-    clock.advance(1 / RATE)
-    assert len(lines) == BURST + 10 and not reading.paused
+def web_connect(portal: FakeWebPortal, host: str = "10.0.0.1"):
+    """A page's WebSocket to this portal on a ``StringTransport``: (wire, socket)."""
+    peer = IPv4Address("TCP", host, 40000)
+    wire = _WireFactory(portal).buildProtocol(peer)
+    sock = StringTransport(peerAddress=peer)
+    sock.registerProducer(StringTransport(), True)   # as twisted.web's HTTP channel does
+    wire.makeConnection(sock)
+    wire.dataReceived(b"GET /ws HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\n"
+                      b"Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+                      b"Sec-WebSocket-Version: 13\r\n\r\n")
+    assert wire.session is not None, sock.value()
+    sock.clear()
+    return wire, sock
 
 
-def test_lines_beyond_the_queue_are_dropped_and_the_player_is_told_how_many():
-    page, clock, reading, lines, notices, _ = paced()
-    page.received(b"x\n" * (BURST + QUEUE_MAX + 25))
-    assert len(lines) == BURST
-    assert notices[-1] == f"Too much input waiting: lines beyond {QUEUE_MAX} are dropped."
-    clock.pump([1 / RATE] * QUEUE_MAX)
-    assert len(lines) == BURST + QUEUE_MAX and not reading.paused
-    assert notices[-1] == "25 line(s) of your input were dropped."
+def test_a_pages_input_waits_for_its_turn_and_is_parsed_a_slice_at_a_time():
+    portal = FakeWebPortal()
+    wire, _ = web_connect(portal)
+    pings = frame(PING, b"") * 20_000                 # 120 kB that make no line
+    wire.dataReceived(pings + frame(TEXT, b"look"))
+    assert wire.session.input.pending >= len(pings) - SLICE   # one slice at most, on arrival
+    portal.turns(len(pings) // SLICE + 1)
+    assert portal.lines == [(wire.session.sid, "look")]
 
 
-def test_bytes_that_make_no_line_are_limited_too():
-    """Pings, pongs, fragments: every byte counts, whether it makes a line or not."""
-    page, clock, reading, lines, _, chunks = paced(decode=lambda data: b"")
-    page.received(b"\x89\x80" * (BYTE_BURST // 2))
-    assert not reading.paused
-    page.received(b"\x89\x80" * 1000)              # 2000 bytes beyond the burst
-    assert reading.paused and lines == []
-    clock.advance(1000 / BYTE_RATE)
-    assert reading.paused
-    clock.advance(1000 / BYTE_RATE)
-    assert not reading.paused
-    assert max(chunks) == SLICE    # parsed a slice at a time, not in one go
+def test_a_quiet_page_waits_behind_one_slice_of_each_flooding_page_at_most():
+    readings = itertools.count()
+    portal = FakeWebPortal(timer=lambda: next(readings) / 1000)  # a slice "takes" 1 ms
+    flooders = [web_connect(portal, f"10.0.1.{i}")[0] for i in range(20)]
+    for wire in flooders:
+        wire.dataReceived(frame(PING, b"") * 10_000)
+    calm = web_connect(portal, "10.0.2.1")[0]
+    calm.dataReceived(frame(TEXT, b"look"))
+    turns = 0
+    while (calm.session.sid, "look") not in portal.lines:
+        portal.turns(1)
+        turns += 1
+    assert turns <= -(-len(flooders) // round(TURN * 1000)) + 1
+    assert all(wire.session.input.pending for wire in flooders)  # the flood is far from over
 
 
-def test_the_byte_limit_and_the_line_limit_share_the_socket():
-    page, clock, reading, lines, _, _ = paced()
-    page.received(b"north\n" * (BURST + QUEUE_MAX))
-    page.received(b" " * BYTE_BURST)                 # no line: only the byte limit
-    assert reading.pauses == 1
-    clock.advance(BYTE_BURST / BYTE_RATE)            # bytes refilled: lines still waiting
-    assert reading.paused
-    clock.pump([1 / RATE] * QUEUE_MAX)
-    assert not reading.paused and len(lines) == BURST + QUEUE_MAX
+def test_a_page_that_does_not_log_in_is_closed_after_its_idle_time():
+    portal = FakeWebPortal()
+    idle, idle_socket = web_connect(portal, "10.0.0.1")
+    player, player_socket = web_connect(portal, "10.0.0.2")
+    player.session.logged_in(7, "Ann")
+    assert b'{"player": "Ann"}' in player_socket.value()
+    portal.advance(LOGIN_IDLE)
+    assert b"You did not log in for 5 minutes: goodbye." in idle_socket.value()
+    assert idle.state == idle.STATE_CLOSING          # the close frame is sent
+    assert player.state == player.STATE_OPEN
 
 
-def test_an_overlong_line_is_cut_and_its_rest_skipped():
-    page, _, _, lines, notices, _ = paced()
-    page.received(b"say " + b"x" * (MAX_LINE * 2))
-    page.received(b"yyy\nnorth\n")
-    assert lines == [b"say " + b"x" * (MAX_LINE - 4), b"north"]
-    assert notices == [f"Your line was too long: only its first {MAX_LINE} bytes were used."]
-
-
+# -- the page --------------------------------------------------------------------------------
 # -- the page --------------------------------------------------------------------------------
 
 def test_the_page_its_script_and_style_are_served_as_utf8_with_a_strict_policy(server):
@@ -299,14 +280,37 @@ def test_invalid_utf8_and_broken_frames_close_with_the_protocol_codes(admin, web
 
 def test_a_flood_is_slowed_down_and_others_are_answered(admin, web):
     flooder = web("Flooder")
-    flooder.send_raw(frame(TEXT, b"north") * 3000)
+    flooder.send_raw(frame(TEXT, b"north") * 300)
     flooder.expect("your input is slowed down")
-    flooder.expect(f"lines beyond {QUEUE_MAX} are dropped")
     for _ in range(5):
         admin.command("south", "You walk south")
-    flooder.expect(r"(\d+) line\(s\) of your input were dropped", timeout=60)
-    assert not flooder.closed
+    wait_for(lambda: flooder.expect("You walk north", timeout=60) and
+             flooder.text.count("You walk north") == 300, timeout=60,
+             what="every line of the flood, slowed down, none dropped")
     flooder.command("say still here", 'You say, "still here"', timeout=60)
+
+
+def test_connections_from_one_address_are_capped_pages_included(server, admin, web):
+    source = address()
+    telnet = server.client(source=source)
+    pages = [web(source=source) for _ in range(MAX_PER_ADDRESS - 1)]
+    assert all(page.status == 101 and not page.closed for page in pages)
+    refused = web(source=source, banner=False)
+    refused.wait_closed()
+    assert refused.close_code == HUNG_UP and "Too many connections" in refused.close_reason
+    assert "Too many connections from your address" in refused.text
+    pages[0].close()
+
+    def admitted():
+        page = web(source=source, banner=False)
+        try:
+            page.expect("create <name> <password>")
+        except AssertionError:
+            return False
+        return True
+
+    wait_for(admitted, what="the place of the closed page")
+    telnet.close()
 
 
 def test_a_flood_of_pings_costs_others_nothing_but_time(admin, web):

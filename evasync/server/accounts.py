@@ -1,7 +1,9 @@
 """Player accounts: a name, a password (stored as a salted scrypt hash) and a character.
 
-Hashing is deliberately slow (about 25 ms), so it runs in the reactor's thread pool: a login
-never freezes the other players. The first account made is the superuser.
+Hashing is deliberately slow (tens of milliseconds and 16 MiB each), so it runs in a thread pool
+of its own (:class:`HashPool`): :data:`HASH_THREADS` hashes at once, at most :data:`HASH_QUEUE`
+waiting, and a clear refusal beyond that, so a flood of logins neither freezes the other
+players nor grows the memory without bound. The first account made is the superuser.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from twisted.internet import defer, threads
 from twisted.logger import Logger
+from twisted.python.threadpool import ThreadPool
 
 from .. import _codec
 from ..objects import DefaultObject
@@ -27,7 +30,14 @@ log = Logger(namespace="evasync.server.accounts")
 #: scrypt cost: n=2**14, r=8, p=1 (16 MiB, the parameters Python's documentation suggests).
 _N, _R, _P = 2 ** 14, 8, 1
 NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_-]{1,19}$")
-MIN_PASSWORD = 4
+MIN_PASSWORD = 8
+#: Names nobody may take; refused with the same words as a name that is taken.
+RESERVED = frozenset({"root", "superuser", "system", "server", "evasync", "nobody", "everyone",
+                      "staff", "moderator"})
+#: Hashes at once: half the cores (at least one), so that logins never take every core from
+#: the game and the portal.
+HASH_THREADS = max(1, (os.cpu_count() or 2) // 2)
+HASH_QUEUE = 64
 #: The typeclass of new characters unless the server is started with ``--typeclass``.
 CHARACTER_TYPECLASS = "evasync.server.characters:Character"
 
@@ -87,27 +97,61 @@ def check_name(name: str) -> str | None:
     return None
 
 
-class Accounts:
-    """The accounts in a runtime's store; new characters are of class ``typeclass``."""
+class Busy(Exception):
+    """Too many passwords wait to be hashed: the request is refused (try again later)."""
 
-    def __init__(self, runtime: "Runtime", typeclass: str = CHARACTER_TYPECLASS) -> None:
+
+class HashPool:
+    """Password hashing off the reactor: ``threads`` at a time, at most ``queue`` in all.
+
+    Args:
+        reactor: Where results are delivered; the pool stops when it shuts down.
+    """
+
+    def __init__(self, reactor: Any, threads: int = HASH_THREADS, queue: int = HASH_QUEUE) -> None:
+        self._reactor = reactor
+        self.queue = queue
+        self.pending = 0
+        self._pool = ThreadPool(minthreads=0, maxthreads=threads, name="evasync-hash")
+        self._pool.start()
+        reactor.addSystemEventTrigger("during", "shutdown", self._pool.stop)
+
+    def run(self, func: Any, *args: Any) -> defer.Deferred:
+        """``func(*args)`` in a worker thread; raises :class:`Busy` if the queue is full."""
+        if self.pending >= self.queue:
+            raise Busy(f"{self.pending} password hashes are waiting")
+        self.pending += 1
+        done = threads.deferToThreadPool(self._reactor, self._pool, func, *args)
+        done.addBoth(self._finished)
+        return done
+
+    def _finished(self, result: Any) -> Any:
+        self.pending -= 1
+        return result
+
+
+class Accounts:
+    """The accounts in a runtime's store, hashed in ``pool``; new characters are of class
+    ``typeclass``."""
+
+    def __init__(self, runtime: "Runtime", pool: HashPool,
+                 typeclass: str = CHARACTER_TYPECLASS) -> None:
         self._runtime = runtime
+        self._pool = pool
         self.typeclass = typeclass
         #: Set when the game stops: a hash finishing after that touches nothing.
         self.closed = False
 
-    def _in_thread(self, func: Any, *args: Any) -> defer.Deferred:
-        reactor = self._runtime.reactor
-        return threads.deferToThreadPool(reactor, reactor.getThreadPool(), func, *args)
-
-    def exists(self, name: str) -> bool:
-        return self._runtime.store.account(name) is not None
+    def available(self, name: str) -> bool:
+        """Whether ``name`` may be taken: not reserved, no account has it."""
+        return name.lower() not in RESERVED and self._runtime.store.account(name) is None
 
     @defer.inlineCallbacks
     def create(self, name: str, password: str) -> Any:
         """Make an account and its character; fires with the character, or None if the name
-        was taken meanwhile. The first account's character is the superuser."""
-        hashed = yield self._in_thread(hash_password, password)
+        was taken meanwhile. The first account's character is the superuser. Fails at once
+        with :class:`Busy` if the hash queue is full."""
+        hashed = yield self._pool.run(hash_password, password)
         store = self._runtime.store
         if self.closed or store.account(name) is not None:
             return None
@@ -124,10 +168,11 @@ class Accounts:
 
     @defer.inlineCallbacks
     def authenticate(self, name: str, password: str) -> Any:
-        """Fires with the account's character, or None if the name or password is wrong."""
+        """Fires with the account's character, or None if the name or password is wrong.
+        Fails at once with :class:`Busy` if the hash queue is full."""
         row = self._runtime.store.account(name)
         stored = row[1] if row is not None else _DUMMY
-        ok = yield self._in_thread(check_password, password, stored)
+        ok = yield self._pool.run(check_password, password, stored)
         if self.closed or not ok or row is None:
             return None
         try:

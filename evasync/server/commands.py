@@ -18,9 +18,19 @@ import evasync
 
 from ..commands import CmdSet, Command
 from ..runtime import get_runtime
-from .game import current_game
 
 log = Logger(namespace="evasync.server.commands")
+
+
+def current_game(command: Command) -> Any:
+    """The game a command runs in: the one of the session its line came from (or of any of
+    its caller's sessions); RuntimeError outside the demo server's game process."""
+    for session in [command.session, *getattr(command.caller, "sessions", ())]:
+        game = getattr(session, "game", None)
+        if game is not None:
+            return game
+    raise RuntimeError(f"{command.key!r} needs the demo server's game process, and "
+                       f"{command.caller!r} has no connection to one")
 
 
 def _names(characters: list[Any]) -> str:
@@ -39,7 +49,7 @@ class CmdLook(Command):
     aliases = ["l"]
 
     def func(self) -> None:
-        others = [c for c in current_game().characters() if c is not self.caller]
+        others = [c for c in current_game(self).characters() if c is not self.caller]
         self.msg("The Demo Room\n"
                  "A bare room for trying out commands that take time. Type 'help' to see them.\n"
                  f"Here with you: {_names(others)}.")
@@ -62,7 +72,7 @@ class CmdSay(Command):
             self.msg("Say what? Usage: say <text>")
             return
         self.msg(f'You say, "{text}"')
-        for other in current_game().characters():
+        for other in current_game(self).characters():
             if other is not self.caller:
                 other.msg(f'{self.caller.key} says, "{text}"')
 
@@ -78,7 +88,7 @@ class CmdWho(Command):
     key = "who"
 
     def func(self) -> None:
-        characters = current_game().characters()
+        characters = current_game(self).characters()
         self.msg(f"Connected ({len(characters)}): {_names(characters)}.")
 
 
@@ -187,7 +197,7 @@ class CmdReload(Command):
 
     def func(self) -> None:
         log.info("reload asked by {caller!r}", caller=self.caller)
-        current_game().request_reload()
+        current_game(self).request_reload()
 
 
 class CharacterCmdSet(CmdSet):

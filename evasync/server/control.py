@@ -11,6 +11,7 @@ import signal
 import subprocess
 import sys
 import time
+from typing import Iterable
 
 from ..store import count_quarantined
 from .rundir import RunDir
@@ -48,7 +49,7 @@ def _describe(state: dict) -> str:
 
 
 def start(host: str, port: int, db: str | None, foreground: bool, speed: float = 1.0,
-          console: bool = True, typeclass: str | None = None,
+          console: bool = True, exempt: Iterable[str] = (), typeclass: str | None = None,
           web: tuple[str, int] | None = None) -> int:
     """Start the server: in this process (``foreground``) or as a daemon, once it is ready.
 
@@ -62,14 +63,16 @@ def start(host: str, port: int, db: str | None, foreground: bool, speed: float =
     if foreground:
         from .portal import run
 
-        return run(host, port, rundir.db, speed, console, typeclass, web)
+        return run(host, port, rundir.db, speed, console, exempt, typeclass, web)
     rundir.create()
     args = [sys.executable, "-m", "evasync", "start", "--foreground", "--quiet", "--host", host,
             "--port", str(port), "--speed", repr(speed), "--db", rundir.db]
+    for address in exempt:
+        args += ["--exempt-address", address]
     if typeclass:
         args += ["--typeclass", typeclass]
     args += ["--no-web"] if web is None else ["--web-host", web[0], "--web-port", str(web[1])]
-    with open(rundir.logfile, "a") as logfile:  # anything printed before logging starts
+    with rundir.open_log() as logfile:  # anything printed before logging starts
         child = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=logfile,
                                  stderr=subprocess.STDOUT, start_new_session=True)
     deadline = time.monotonic() + TIMEOUT

@@ -23,9 +23,10 @@ from twisted.protocols import amp
 from ..errors import StoreError
 from ..runtime import Runtime, set_runtime
 from ..store import Store
-from .accounts import (CHARACTER_TYPECLASS, MIN_PASSWORD, Accounts, check_name,
+from .accounts import (CHARACTER_TYPECLASS, MIN_PASSWORD, Accounts, Busy, HashPool, check_name,
                        typeclass_package)
 from .clock import ScaledClock
+from .limits import Backoff, Window
 from .logs import start_logging
 from .protocol import EXIT_BAD_STORE, Hello, Outbox, Reload, Shutdown, ToGame, ToPortal
 
@@ -39,8 +40,14 @@ Welcome to the evasync demo server!
 
 #: Failed logins a connection may make before it is closed.
 MAX_FAILURES = 10
-#: Seconds the first slowed-down retry must wait (doubling with each failure, up to the cap).
-FIRST_WAIT, MAX_WAIT = 1.0, 30.0
+#: Failed logins per address and per account name before each retry must wait: FIRST_WAIT
+#: seconds, doubling with each failure up to MAX_WAIT; forgotten after FORGET_FAILURES seconds.
+FREE_FAILURES, FIRST_WAIT, MAX_WAIT, FORGET_FAILURES = 3, 2.0, 60.0, 900.0
+#: Accounts an address may ask for (made or refused for the name) in CREATE_PERIOD seconds.
+CREATES_PER_ADDRESS, CREATE_PERIOD = 5, 600.0
+
+NOT_AVAILABLE = "The name {name!r} is not available; pick another."
+BUSY = "The server is busy checking other passwords; try again in a few seconds."
 
 
 class GameSession:
@@ -50,9 +57,9 @@ class GameSession:
         self.game = game
         self.sid = sid
         self.address = address
+        self.host = address.rpartition(":")[0] or address
         self.character: Any = None
         self.failures = 0
-        self.retry_at = 0.0
         self.busy = False
 
     def __repr__(self) -> str:
@@ -72,20 +79,28 @@ class GameSession:
 class Game:
     """The game logic of one process: sessions, logins, commands.
 
+    Commands reach it through their session (``GameSession.game``).
+
     Args:
         runtime: The runtime (already current) whose store holds the accounts.
+        exempt: Addresses not held to the per-address limits.
         typeclass: The typeclass of new characters (``"package.module:Class"``).
     """
 
-    def __init__(self, runtime: Runtime, typeclass: str = CHARACTER_TYPECLASS) -> None:
-        global _current
+    def __init__(self, runtime: Runtime, exempt: Any = (),
+                 typeclass: str = CHARACTER_TYPECLASS) -> None:
         self.runtime = runtime
-        self.accounts = Accounts(runtime, typeclass)
+        reactor = runtime.reactor
+        self.accounts = Accounts(runtime, HashPool(reactor), typeclass)
+        self.exempt = frozenset(exempt)
+        # Limits are in real seconds (what an attacker spends), whatever the game's speed.
+        self.failures = Backoff(reactor, FREE_FAILURES, FIRST_WAIT, MAX_WAIT, FORGET_FAILURES)
+        self.creations = Window(reactor, CREATES_PER_ADDRESS, CREATE_PERIOD)
+        self._creating: set[str] = set()
         self.sessions: dict[int, GameSession] = {}
         self.link: amp.AMP | None = None
-        self.outbox = Outbox(runtime.reactor, ToPortal, lambda: self.link)
+        self.outbox = Outbox(reactor, ToPortal, lambda: self.link)
         self.closed = False
-        _current = self
 
     # -- the link to the portal ------------------------------------------------------------
 
@@ -204,26 +219,48 @@ class Game:
         elif word:
             session.send(f"You are not logged in yet.\n{BANNER}")
 
+    def _limited(self, session: GameSession) -> bool:
+        return session.host not in self.exempt
+
     def _create(self, session: GameSession, name: str, password: str) -> None:
         problem = check_name(name)
         if problem is None and len(password) < MIN_PASSWORD:
             problem = f"A password needs at least {MIN_PASSWORD} characters."
-        if problem is None and self.accounts.exists(name):
-            problem = f"The name {name!r} is taken; pick another."
         if problem:
             session.send(problem)
             return
+        address = ("address", session.host)
+        wait = self.creations.wait(address) if self._limited(session) else 0.0
+        if wait:
+            session.send(f"Too many accounts were asked for from your address: wait "
+                         f"{math.ceil(wait / 60)} min before asking for another.")
+            return
+        if self._limited(session):
+            self.creations.add(address)
+        # The same words for a name that is taken, reserved or being made right now: create
+        # does not tell who has an account.
+        key = name.lower()
+        if key in self._creating or not self.accounts.available(name):
+            session.send(NOT_AVAILABLE.format(name=name))
+            return
         session.busy = True
+        self._creating.add(key)
         done = self.accounts.create(name, password)
+        done.addBoth(self._passthrough, self._creating.discard, key)
         done.addCallback(self._created, session, name)
         done.addErrback(self._login_failed, session)
+
+    @staticmethod
+    def _passthrough(result: Any, call: Any, *args: Any) -> Any:
+        call(*args)
+        return result
 
     def _created(self, character: Any, session: GameSession, name: str) -> None:
         session.busy = False
         if self.sessions.get(session.sid) is not session or self.closed:
             return
         if character is None:
-            session.send(f"The name {name!r} is taken; pick another.")
+            session.send(NOT_AVAILABLE.format(name=name))
             return
         self._puppet(session, character)
         superuser = " You are the superuser (try 'py' and 'reload')." \
@@ -232,30 +269,35 @@ class Game:
                      "Type 'help' for the commands, 'look' to look around.")
 
     def _connect(self, session: GameSession, name: str, password: str) -> None:
-        now = self.runtime.reactor.seconds()
-        if now < session.retry_at:
-            session.send(f"Too many failed logins: wait {math.ceil(session.retry_at - now)} s "
-                         "before trying again.")
+        keys = [("name", name.lower())]
+        if self._limited(session):
+            keys.append(("address", session.host))
+        wait = max(self.failures.wait(key) for key in keys)
+        if wait:
+            session.send(f"Too many failed logins: wait {math.ceil(wait)} s before trying "
+                         "again.")
             return
         session.busy = True
         done = self.accounts.authenticate(name, password)
-        done.addCallback(self._connected, session)
+        done.addCallback(self._connected, session, keys)
         done.addErrback(self._login_failed, session)
 
-    def _connected(self, character: Any, session: GameSession) -> None:
+    def _connected(self, character: Any, session: GameSession, keys: list) -> None:
         session.busy = False
+        if character is None:
+            for key in keys:
+                self.failures.failed(key)
+        else:
+            self.failures.succeeded(keys[0])  # the name's count; the address keeps its own
         if self.sessions.get(session.sid) is not session or self.closed:
             return
         if character is None:
             session.failures += 1
-            log.info("failed login from {address} ({n} so far)", address=session.address,
-                     n=session.failures)
+            log.info("failed login from {address} ({n} on this connection)",
+                     address=session.address, n=session.failures)
             if session.failures >= MAX_FAILURES:
                 session.close("Wrong name or password. Too many failed logins: goodbye.")
                 return
-            if session.failures >= 2:
-                wait = min(FIRST_WAIT * 2 ** (session.failures - 2), MAX_WAIT)
-                session.retry_at = self.runtime.reactor.seconds() + wait
             session.send("Wrong name or password.")
             return
         session.failures = 0
@@ -264,6 +306,12 @@ class Game:
 
     def _login_failed(self, failure: Any, session: GameSession) -> None:
         session.busy = False
+        if failure.check(Busy):
+            log.warn("refused a login from {address}: {why}", address=session.address,
+                     why=str(failure.value))
+            if self.sessions.get(session.sid) is session:
+                session.send(BUSY)
+            return
         log.failure("login from {address}", failure, address=session.address, level=LogLevel.error)
         if self.sessions.get(session.sid) is session:
             session.send("Sorry, logging in failed with an error; it has been logged.")
@@ -288,16 +336,6 @@ class Game:
         """Show ``text`` on every connection, logged in or not."""
         for session in self.sessions.values():
             session.send(text)
-
-
-_current: Game | None = None
-
-
-def current_game() -> Game:
-    """The game of this process (for commands); RuntimeError outside the game process."""
-    if _current is None:
-        raise RuntimeError("no evasync game is running in this process")
-    return _current
 
 
 class GameLink(amp.AMP):
@@ -335,7 +373,7 @@ async def _run(reactor: Any, options: argparse.Namespace) -> None:
     runtime = Runtime(clock=clock, db_path=options.db,
                       trusted=[typeclass_package(options.typeclass)])
     set_runtime(runtime)
-    game = Game(runtime, options.typeclass)
+    game = Game(runtime, options.exempt_address, options.typeclass)
     reactor.addSystemEventTrigger("before", "shutdown", game.shutdown, "the process is stopping")
     stopped: defer.Deferred = defer.Deferred()
     link = await connectProtocol(UNIXClientEndpoint(reactor, options.socket, timeout=10),
@@ -353,6 +391,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--socket", required=True, help="the portal's unix socket")
     parser.add_argument("--db", required=True, help="the store file")
     parser.add_argument("--speed", type=float, default=1.0, help="game time speed factor")
+    parser.add_argument("--exempt-address", action="append", default=[],
+                        help="an address not held to the per-address limits (repeatable)")
     parser.add_argument("--typeclass", default=CHARACTER_TYPECLASS,
                         help="the typeclass of new characters")
     options = parser.parse_args(argv)

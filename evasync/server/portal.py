@@ -13,6 +13,9 @@ and for the game process on a unix socket, starts the game process
   that grows if it keeps crashing.
 
 SIGTERM or SIGINT (or ``evasync stop``) stops the game gracefully, says goodbye and exits.
+
+At most :data:`MAX_PER_ADDRESS` connections are open from one address (addresses named with
+``--exempt-address`` excepted); one more is told so and closed.
 """
 
 from __future__ import annotations
@@ -21,12 +24,15 @@ import os
 import signal
 import sys
 import time
-from typing import Any
+from collections import Counter
+from typing import Any, Iterable
 
-from twisted.internet import defer, error, protocol
+from twisted.application import service
+from twisted.internet import defer, endpoints, error, protocol
 from twisted.logger import Logger, LogLevel
 from twisted.protocols import amp
 
+from .fairness import InputBudget
 from .logs import relay, start_logging
 from .protocol import EXIT_BAD_STORE, Hello, Outbox, Reload, Shutdown, ToGame, ToPortal
 from .rundir import RunDir
@@ -44,6 +50,8 @@ SHUTDOWN_TIMEOUT = 20.0
 HELD_MAX = 50
 #: Longest pause before restarting a game process that keeps crashing.
 MAX_RESTART_WAIT = 30.0
+#: Connections open at once from one address.
+MAX_PER_ADDRESS = 16
 
 RELOADING = "The server is reloading; you stay connected. Hold on ..."
 RELOADED = "... the server has been reloaded"
@@ -108,14 +116,19 @@ class PortalAMP(amp.AMP):
         self.portal.game_link_lost(self)
 
 
-class Portal:
+class Portal(service.Service):
     """Connections, the game process and the way between them.
+
+    A service: :meth:`listen`, then ``startService()`` writes the pid and state files and
+    starts the game process; ``stopService()`` stops it all gracefully (its Deferred fires once
+    the game process has exited).
 
     Args:
         reactor: The reactor to run on.
         rundir: Where the pid, state and socket files go.
         host, port: The telnet address (port 0: any free port, written to the state file).
         speed: Game time speed factor given to the game process (1: real time).
+        exempt: Addresses not held to the per-address limits (of the portal and the game).
         typeclass: The typeclass of new characters, given to the game process (None: the
             demo's).
         web: The web client's address, ``(host, port)`` (port 0: any free port, written to the
@@ -123,8 +136,8 @@ class Portal:
     """
 
     def __init__(self, reactor: Any, rundir: RunDir, host: str, port: int,
-                 speed: float = 1.0, typeclass: str | None = None,
-                 web: tuple[str, int] | None = None) -> None:
+                 speed: float = 1.0, exempt: Iterable[str] = (),
+                 typeclass: str | None = None, web: tuple[str, int] | None = None) -> None:
         #: Called whenever :attr:`phase` changes (the web client shows the game's state).
         self.phase_watchers: list[Any] = []
         self.reactor = reactor
@@ -132,9 +145,13 @@ class Portal:
         self.host = host
         self.port = port
         self.speed = speed
+        self.exempt = frozenset(exempt)
+        self.budget = InputBudget(reactor)
         self.typeclass = typeclass
         self.web = web
         self.sessions: dict[int, TelnetSession | WebSession] = {}
+        self._per_host: Counter[str] = Counter()
+        self._refusing: set[str] = set()
         self._next_sid = 1
         self.process: GameProcess | None = None
         self.link: PortalAMP | None = None
@@ -157,31 +174,44 @@ class Portal:
 
     # -- starting and stopping the portal --------------------------------------------------
 
-    def start(self) -> None:
-        """Listen, write the pid and state files and start the game process."""
+    async def listen(self) -> None:
+        """Listen for the game process (unix socket), for telnet and for the web client;
+        raises ``CannotListenError``."""
+        # Not StreamServerEndpointService: it hides the bound port (port 0) and reports a
+        # failure to listen only to the log, where we must exit with an error.
         rundir = self.rundir
         rundir.create()
         if os.path.exists(rundir.socket):
-            os.unlink(rundir.socket)  # left by a portal that was killed
+            os.unlink(rundir.socket)  # left by a portal that was killed (none runs: checked)
         amp_factory = protocol.Factory.forProtocol(lambda: PortalAMP(self))
         amp_factory.noisy = False
-        self._listeners.append(self.reactor.listenUNIX(rundir.socket, amp_factory, mode=0o600))
         telnet_factory = protocol.ServerFactory.forProtocol(
             lambda: TelnetTransport(TelnetSession, self))
         telnet_factory.noisy = False
-        port = self.reactor.listenTCP(self.port, telnet_factory, interface=self.host)
-        self._listeners.append(port)
-        self.port = port.getHost().port
+        quote = endpoints.quoteStringArgument
+        amp_at = endpoints.serverFromString(
+            self.reactor, f"unix:{quote(rundir.socket)}:mode=600:lockfile=0")
+        telnet_at = endpoints.serverFromString(
+            self.reactor, f"tcp:{self.port}:interface={quote(self.host)}")
+        self._listeners.append(await amp_at.listen(amp_factory))
+        telnet_port = await telnet_at.listen(telnet_factory)
+        self._listeners.append(telnet_port)
+        self.port = telnet_port.getHost().port
         if self.web is not None:
-            web_port = self.reactor.listenTCP(self.web[1], web_site(self), interface=self.web[0])
+            web_at = endpoints.serverFromString(
+                self.reactor, f"tcp:{self.web[1]}:interface={quote(self.web[0])}")
+            web_port = await web_at.listen(web_site(self))
             self._listeners.append(web_port)
             self.web = (self.web[0], web_port.getHost().port)
-        rundir.write_pid()
+
+    def startService(self) -> None:
+        """Write the pid and state files and start the game process (after :meth:`listen`)."""
+        super().startService()
+        self.rundir.write_pid()
         self._write_state()
-        self.reactor.addSystemEventTrigger("before", "shutdown", self._before_shutdown)
         signal.signal(signal.SIGHUP, lambda *_: self.reactor.callFromThread(self.reload))
         log.info("portal {pid} listening for telnet on {host}:{port}; store {db}",
-                 pid=os.getpid(), host=self.host, port=self.port, db=rundir.db)
+                 pid=os.getpid(), host=self.host, port=self.port, db=self.rundir.db)
         if self.web is not None:
             log.info("web client on {url}", url=self.web_url)
         self.spawn_game()
@@ -221,7 +251,11 @@ class Portal:
         """True from a reload's start until the new game process is ready."""
         return self._reloading
 
-    def _before_shutdown(self) -> defer.Deferred:
+    def stopService(self) -> defer.Deferred:
+        """Say goodbye, stop the game process gracefully, then everything else."""
+        super().stopService()
+        if self._game_gone is not None:  # stopping already
+            return self._game_gone if not self._game_gone.called else defer.succeed(None)
         self.stopping = True
         log.info("portal stopping")
         self.broadcast(STOPPING)
@@ -256,6 +290,8 @@ class Portal:
         env["PYTHONPATH"] = os.pathsep.join(filter(None, [here, env.get("PYTHONPATH")]))
         args = [sys.executable, "-m", "evasync.server.game", "--socket", self.rundir.socket,
                 "--db", self.rundir.db, "--speed", repr(self.speed)]
+        for address in sorted(self.exempt):
+            args += ["--exempt-address", address]
         if self.typeclass:
             args += ["--typeclass", self.typeclass]
         self.process = GameProcess(self)
@@ -300,6 +336,8 @@ class Portal:
             self.link = None
             self.outbox.clear()
 
+    # Not procmon.ProcessMonitor: it hides the exit status (a store that cannot be used must
+    # stop the server), relays output in its own format, and knows nothing of Hello or reloads.
     def game_ended(self, process: GameProcess, reason: Any) -> None:
         if process is not self.process:
             return
@@ -380,7 +418,18 @@ class Portal:
 
     # -- connections -----------------------------------------------------------------------
 
-    def session_opened(self, session: TelnetSession) -> None:
+    def session_opened(self, session: TelnetSession) -> bool:
+        """A new connection: False if it was refused (and is being closed)."""
+        host = session.host
+        if self._per_host[host] >= MAX_PER_ADDRESS and host not in self.exempt:
+            if host not in self._refusing:  # logged once per episode, not once per attempt
+                self._refusing.add(host)
+                log.warn("refusing connections from {host}: {n} already open", host=host,
+                         n=MAX_PER_ADDRESS)
+            session.close(f"Too many connections from your address ({MAX_PER_ADDRESS}); "
+                          "close one and try again.")
+            return False
+        self._per_host[host] += 1
         session.sid = self._next_sid
         self._next_sid += 1
         self.sessions[session.sid] = session
@@ -389,6 +438,7 @@ class Portal:
             self.outbox.put("connect", session.sid, session.address)
         else:
             session.send("The game is starting; hold on ...")
+        return True
 
     def session_input(self, session: TelnetSession, line: str) -> None:
         # Lines held during a reload go first: a new one must not overtake them.
@@ -401,7 +451,12 @@ class Portal:
             session.send("The game is restarting; further input is dropped until it is back.")
 
     def session_closed(self, session: TelnetSession) -> None:
-        self.sessions.pop(session.sid, None)
+        if self.sessions.pop(session.sid, None) is None:
+            return
+        self._per_host[session.host] -= 1
+        if self._per_host[session.host] <= 0:
+            del self._per_host[session.host]
+            self._refusing.discard(session.host)
         if self.phase == "running" and session.greeted:
             self.outbox.put("disconnect", session.sid)
 
@@ -417,7 +472,7 @@ class Portal:
             elif kind == "sendpart":
                 session.send(event[2], end="")
             elif kind == "login":
-                session.character_id, session.name = event[2], event[3]
+                session.logged_in(event[2], event[3])
             elif kind == "close":
                 session.close()
 
@@ -428,7 +483,8 @@ class Portal:
 
 
 def run(host: str, port: int, db: str | None, speed: float = 1.0, console: bool = True,
-        typeclass: str | None = None, web: tuple[str, int] | None = None) -> int:
+        exempt: Iterable[str] = (), typeclass: str | None = None,
+        web: tuple[str, int] | None = None) -> int:
     """Run the portal (and so the server) in this process until it is stopped.
 
     Returns:
@@ -443,24 +499,26 @@ def run(host: str, port: int, db: str | None, speed: float = 1.0, console: bool 
         print(f"evasync is already running (pid {running}) for the store {rundir.db}",
               file=sys.stderr)
         return 1
-    logfile = open(rundir.logfile, "a", encoding="utf-8", buffering=1)
+    logfile = rundir.open_log()
     start_logging([logfile, sys.stdout] if console else [logfile])
 
     portals: list[Portal] = []
 
-    def main(reactor: Any) -> defer.Deferred:
-        portal = Portal(reactor, rundir, host, port, speed, typeclass, web)
+    async def main(reactor: Any) -> None:
+        portal = Portal(reactor, rundir, host, port, speed, exempt, typeclass, web)
         portals.append(portal)
         try:
-            portal.start()
+            await portal.listen()
         except error.CannotListenError as exc:
             log.error("cannot listen: {why}", why=str(exc))
             rundir.clean()
             raise SystemExit(1)
-        return portal.done
+        portal.startService()
+        reactor.addSystemEventTrigger("before", "shutdown", portal.stopService)
+        await portal.done
 
     try:
-        task.react(main)
+        task.react(lambda reactor: defer.ensureDeferred(main(reactor)))
     except SystemExit as exc:
         code = int(exc.code or 0)
     else:

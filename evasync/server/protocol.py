@@ -10,6 +10,10 @@ batched per reactor turn into as few boxes as fit (:class:`Outbox`):
 * game to portal (:class:`ToPortal`): ``["send", sid, text]``, ``["login", sid, character_id,
   name]``, ``["close", sid]``.
 
+Each event is encoded on its own as it is queued, so a text that cannot be encoded (a lone
+surrogate, say, from a file name that is not UTF-8) costs nobody else their messages: its bad
+characters are sent escaped (``\\udcff``) and the log says so.
+
 The portal stops a game process with :class:`Shutdown`; the game asks for a reload with
 :class:`Reload`.
 """
@@ -20,7 +24,10 @@ import json
 from typing import Any, Callable
 
 from twisted.internet.interfaces import IReactorTime
+from twisted.logger import Logger
 from twisted.protocols import amp
+
+log = Logger(namespace="evasync.server.protocol")
 
 
 #: Exit status of a game process that cannot use the store: restarting it cannot help.
@@ -36,17 +43,28 @@ class JSON(amp.Argument):
         return json.loads(inString)
 
 
+class Events(amp.Argument):
+    """An AMP argument holding a list of events, sent as a JSON array of events that
+    :class:`Outbox` encoded one by one (received as a list)."""
+
+    def toString(self, inObject: list[bytes]) -> bytes:
+        return b"[" + b",".join(inObject) + b"]"
+
+    def fromString(self, inString: bytes) -> Any:
+        return json.loads(inString)
+
+
 class ToGame(amp.Command):
     """Portal to game: what happened on the players' connections, in order."""
 
-    arguments = [(b"events", JSON())]
+    arguments = [(b"events", Events())]
     requiresAnswer = False
 
 
 class ToPortal(amp.Command):
     """Game to portal: text for the players, logins and connections to close, in order."""
 
-    arguments = [(b"events", JSON())]
+    arguments = [(b"events", Events())]
     requiresAnswer = False
 
 
@@ -75,9 +93,18 @@ class Shutdown(amp.Command):
     response: list = []
 
 
-#: Characters of text per AMP box: JSON-encoded (at most 6 bytes a character, for an escaped
-#: control character) that stays under AMP's 64 KiB limit on one value.
-BOX_CHARS = 10_000
+#: Characters of text per event: JSON-encoded (at most 7 bytes a character, for an escaped
+#: lone surrogate) that stays under :data:`BOX_BYTES`.
+BOX_CHARS = 8_000
+#: Bytes of encoded events per AMP box (AMP's limit on one value is 65,535).
+BOX_BYTES = 60_000
+
+_encode = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
+
+
+def _escaped(item: Any) -> Any:
+    return item.encode("utf-8", "backslashreplace").decode("utf-8") \
+        if isinstance(item, str) else item
 
 
 class Outbox:
@@ -94,7 +121,7 @@ class Outbox:
         self._clock = clock
         self._command = command
         self._link = link
-        self._events: list[list] = []
+        self._events: list[bytes] = []
         self._size = 0
         self._call: Any = None
 
@@ -113,11 +140,17 @@ class Outbox:
                 part = kind if last or kind != "send" else "sendpart"
                 self.put(part, *middle, text[start:start + BOX_CHARS])
             return
-        cost = 16 + sum(len(item) for item in event if isinstance(item, str))
-        if self._size + cost > BOX_CHARS:
+        try:
+            encoded = _encode(event).encode("utf-8")
+        except UnicodeEncodeError as exc:
+            log.warn("a {kind!r} event for {sid!r} holds text that is not valid Unicode "
+                     "({why}); sent with its bad characters escaped", kind=event[0],
+                     sid=event[1] if len(event) > 1 else None, why=str(exc))
+            encoded = _encode([_escaped(item) for item in event]).encode("utf-8")
+        if self._size + len(encoded) + 1 > BOX_BYTES:
             self.flush()
-        self._events.append(list(event))
-        self._size += cost
+        self._events.append(encoded)
+        self._size += len(encoded) + 1
         if self._call is None:
             self._call = self._clock.callLater(0, self.flush)
 

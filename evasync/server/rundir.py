@@ -2,7 +2,9 @@
 
 For the store ``evasync.db`` that is the folder ``evasync.run/`` (pid file, unix socket, state)
 and the log file ``evasync.log``. The folder ignores itself for git, so a server started in a
-checkout leaves the work tree clean.
+checkout leaves the work tree clean. The store is known by its real path: a symbolic link to it
+finds the same folder (and so the server already running on it). The folder and the log are
+private to the user (0700, 0600): the log holds every ``py`` line the superuser typed.
 """
 
 from __future__ import annotations
@@ -11,7 +13,7 @@ import hashlib
 import json
 import os
 import tempfile
-from typing import Any
+from typing import IO, Any
 
 from ..store import default_path
 
@@ -23,7 +25,7 @@ class RunDir:
     """The files of the server whose store is ``db_path`` (default ``$EVASYNC_DB``)."""
 
     def __init__(self, db_path: str | os.PathLike | None = None) -> None:
-        self.db = os.path.abspath(os.fspath(db_path) if db_path is not None else default_path())
+        self.db = os.path.realpath(os.fspath(db_path) if db_path is not None else default_path())
         base = os.path.splitext(self.db)[0]
         self.path = base + ".run"
         self.logfile = base + ".log"
@@ -38,10 +40,17 @@ class RunDir:
     def create(self) -> None:
         """Make the folder (private to this user), ignored by git."""
         os.makedirs(self.path, mode=0o700, exist_ok=True)
+        os.chmod(self.path, 0o700)
         ignore = os.path.join(self.path, ".gitignore")
         if not os.path.exists(ignore):
             with open(ignore, "w") as f:
                 f.write("*\n")
+
+    def open_log(self) -> IO[str]:
+        """The log file, opened for appending; created private to this user (or made so)."""
+        fd = os.open(self.logfile, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+        os.fchmod(fd, 0o600)
+        return os.fdopen(fd, "a", encoding="utf-8", buffering=1)
 
     def pid(self) -> int | None:
         """The pid of the running portal, or None (a stale pid file does not count)."""

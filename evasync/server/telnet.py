@@ -4,11 +4,12 @@ Option negotiation is ``twisted.conch.telnet``'s: the server offers SGA (no go-a
 for NAWS (window size); a client may turn on BINARY either way; everything else is refused.
 Text is UTF-8 both ways.
 
-Input is made safe before it goes anywhere: control characters and invalid UTF-8 are dropped,
-a line longer than :data:`MAX_LINE` bytes is cut (the player is told), and a connection that
-sends more than :data:`RATE` lines a second (after a burst of :data:`BURST`) has its lines queued
-and its socket no longer read until the queue drains, so a flood slows only the flooder.
-A player who stops reading is hung up on once :data:`BACKLOG_MAX` bytes wait for them.
+Input is made safe before it goes anywhere: it is parsed in the connection's fair share of the
+portal's time, with a line rate and a byte rate per connection (see :mod:`.fairness`); control
+characters and invalid UTF-8 are dropped and a line longer than
+:data:`~evasync.server.fairness.MAX_LINE` bytes is cut (the player is told). A connection that
+has not logged in is closed after :data:`LOGIN_IDLE` seconds without a line. A player who stops
+reading is hung up on once :data:`BACKLOG_MAX` bytes wait for them.
 """
 
 from __future__ import annotations
@@ -20,20 +21,19 @@ from typing import TYPE_CHECKING, Any
 from twisted.conch import telnet
 from twisted.internet.interfaces import IPushProducer
 from twisted.logger import Logger, LogLevel
+from twisted.protocols.policies import TimeoutMixin
 from zope.interface import implementer
+
+from .fairness import LineInput
 
 if TYPE_CHECKING:
     from .portal import Portal
 
 log = Logger(namespace="evasync.server.telnet")
 
-MAX_LINE = 2000         # bytes in one input line
-RATE = 20.0             # lines a second, sustained
-BURST = 60              # lines at once (a paste)
-QUEUE_MAX = 200         # lines held back from one flooding connection before dropping
-BYTE_RATE = 32_768      # raw input bytes a second, sustained (telnet commands included)
-BYTE_BURST = 262_144    # raw input bytes at once
 BACKLOG_MAX = 1 << 20   # bytes of output waiting for a player who does not read, before hanging up
+LOGIN_IDLE = 300.0      # seconds without a line before a connection not logged in is closed
+SB_MAX = 512            # bytes in a subnegotiation (a window size takes 4); longer: dropped
 
 BINARY = b"\x00"  # RFC 856 (conch names no constant for it)
 NAWS = telnet.NAWS
@@ -41,6 +41,10 @@ _WANTED_LOCAL = {telnet.SGA, BINARY}   # we will, if asked
 _WANTED_REMOTE = {NAWS, BINARY, telnet.SGA}  # the client may
 
 _CONTROL = re.compile("[\x00-\x08\x0a-\x1f\x7f-\x9f\ufffd]")
+#: Bytes a run of two-byte telnet commands (NOP, GA, AYT ...: nothing we act on) is made of.
+_RUN = re.compile(rb"[\xef-\xf9\xff]+")
+_SUBNEGOTIATION = re.compile(rb"\xff\xfa((?:[^\xff]|\xff\xff){0,%d})\xff\xf0" % SB_MAX)
+_IAC, _SB, _WILL = 0xFF, 0xFA, 0xFB
 
 
 def clean(raw: bytes) -> str:
@@ -49,99 +53,138 @@ def clean(raw: bytes) -> str:
 
 
 class TelnetTransport(telnet.TelnetTransport):
-    """conch's telnet parser, fed ordinary data in runs rather than byte by byte.
+    """conch's telnet option negotiation, under a parser that does no Python work per byte.
 
-    A stray or unknown command after IAC is dropped instead of ending the connection. Raw bytes
-    are rate-limited per connection (a token bucket of :data:`BYTE_RATE` a second): a client
-    flooding telnet commands, which never make a line, is read more slowly instead of costing
-    everyone else reactor time.
+    Bytes from the socket go to the session's :class:`~evasync.server.fairness.LineInput`,
+    which calls :meth:`decode` in the connection's turn. Runs of ordinary text and runs of
+    two-byte commands are each handled in one step of C code (``bytes.find``, a regular
+    expression); only option negotiations and subnegotiations reach conch, one Python call each.
+    A stray or unknown command after IAC is dropped instead of ending the connection.
     """
 
-    _byte_tokens = float(BYTE_BURST)
-    _byte_stamp: float | None = None
-    _byte_paused = False
+    _tail = b""          # an incomplete command at the end of the last chunk
+    _after_cr = False    # the last chunk ended with CR: a LF or NUL next belongs to it
+    _skipping = False    # inside an over-long subnegotiation, dropped up to its IAC SE
 
     def dataReceived(self, data: bytes) -> None:
-        self._charge(len(data))
-        pos, end = 0, len(data)
-        while pos < end:
-            if self.state == "data":
-                cut = end
-                for special in (telnet.IAC, b"\r"):
-                    found = data.find(special, pos, cut)
-                    if found != -1:
-                        cut = found
-                if cut > pos:
-                    self.applicationDataReceived(data[pos:cut])
-                    pos = cut
-                    if pos == end:
-                        return
-            byte = data[pos:pos + 1]
-            pos += 1
-            try:
-                super().dataReceived(byte)
-            except ValueError:  # IAC followed by a byte that is no telnet command
-                self.state = "data"
-            except Exception:  # a confused negotiation must not cost the player the connection
-                log.failure("telnet negotiation from {peer}", peer=self.getPeer(),
-                            level=LogLevel.error)
-                self.state = "data"
-            if self.transport is None or self.transport.disconnecting:
-                return
+        self.protocol.input.received(data)
 
-    def _charge(self, size: int) -> None:
-        reactor = self.protocol.portal.reactor
-        now = reactor.seconds()
-        if self._byte_stamp is not None:
-            self._byte_tokens = min(float(BYTE_BURST),
-                                    self._byte_tokens + (now - self._byte_stamp) * BYTE_RATE)
-        self._byte_stamp = now
-        self._byte_tokens -= size
-        if self._byte_tokens < 0 and not self._byte_paused and self.transport is not None:
-            self._byte_paused = True
-            self.transport.pauseProducing()
-            reactor.callLater(-self._byte_tokens / BYTE_RATE, self._resume_bytes)
+    def decode(self, data: bytes) -> bytes:
+        """The text in ``data`` (CR LF, CR NUL and CR made ``\\n``), acting on its commands."""
+        if self._tail:
+            data, self._tail = self._tail + data, b""
+        if self._skipping:
+            end = data.find(b"\xff\xf0")
+            if end == -1:
+                self._tail = b"\xff" if data.endswith(b"\xff") else b""
+                return b""
+            data = data[end + 2:]
+            self._skipping = False
+        if b"\xff" not in data:
+            return self._newlines(data)
+        text = []
+        pos, size = 0, len(data)
+        while pos < size:
+            iac = data.find(b"\xff", pos)
+            if iac == -1:
+                text.append(data[pos:])
+                break
+            if iac > pos:
+                text.append(data[pos:iac])
+            if iac + 1 == size:
+                self._tail = b"\xff"
+                break
+            command = data[iac + 1]
+            if _WILL <= command < _IAC:  # WILL, WONT, DO, DONT and an option
+                if iac + 2 == size:
+                    self._tail = data[iac:]
+                    break
+                self._command(data[iac + 1:iac + 2], data[iac + 2:iac + 3])
+                pos = iac + 3
+            elif command == _SB:
+                found = _SUBNEGOTIATION.match(data, iac)
+                if found:
+                    self._subnegotiation(found.group(1))
+                    pos = found.end()
+                    continue
+                end = data.find(b"\xff\xf0", iac + 2)
+                if end != -1:   # malformed or too long: dropped
+                    pos = end + 2
+                elif size - iac > SB_MAX + 4:
+                    self._skipping = True
+                    self._tail = b"\xff" if data.endswith(b"\xff") else b""
+                    break
+                else:
+                    self._tail = data[iac:]
+                    break
+            elif command >= 0xEF:
+                # A run of IAC + one byte: NOP, GA, AYT ... (ignored, as conch does by default)
+                # and escaped 255s (never text in UTF-8: clean() would drop them anyway).
+                run = _RUN.match(data, iac).group()
+                starts = run[::2]
+                pairs = len(starts) - len(starts.lstrip(b"\xff"))
+                pos = iac + 2 * min(pairs, len(run) // 2)
+            else:  # IAC and a byte that is no telnet command: both dropped
+                pos = iac + 2
+        return self._newlines(b"".join(text))
 
-    def _resume_bytes(self) -> None:
-        self._byte_paused = False
-        if self.transport is not None and not self.transport.disconnecting:
-            self.transport.resumeProducing()
+    def _newlines(self, data: bytes) -> bytes:
+        if not data:
+            return data
+        if self._after_cr and data[0] in (10, 0):
+            data = data[1:]
+        self._after_cr = data.endswith(b"\r")
+        if b"\r" in data:
+            data = data.replace(b"\r\n", b"\n").replace(b"\r\0", b"\n").replace(b"\r", b"\n")
+        return data
+
+    def _command(self, command: bytes, option: bytes) -> None:
+        try:
+            self.commandReceived(command, option)
+        except Exception:  # a confused negotiation must not cost the player the connection
+            log.failure("telnet negotiation from {peer}", peer=self.getPeer(),
+                        level=LogLevel.error)
+
+    def _subnegotiation(self, payload: bytes) -> None:
+        payload = payload.replace(b"\xff\xff", b"\xff")
+        if not payload:
+            return
+        try:
+            self.negotiate([payload[i:i + 1] for i in range(len(payload))])
+        except Exception:
+            log.failure("telnet subnegotiation from {peer}", peer=self.getPeer(),
+                        level=LogLevel.error)
 
 
 @implementer(IPushProducer)
-class TelnetSession(telnet.TelnetProtocol):
+class TelnetSession(telnet.TelnetProtocol, TimeoutMixin):
     """One player's connection. The portal knows it by ``sid``.
 
     Attributes:
         sid: The portal's id for the connection (unique in the portal's lifetime).
         address: The peer, as ``host:port``.
+        host: The peer's address alone (what per-address limits count).
         character_id: The character logged in on it (set by the game), or None.
         name: That character's name.
         greeted: True once the game has been told of the connection.
         held: Input lines kept while no game process is connected.
+        input: Its :class:`~evasync.server.fairness.LineInput`.
     """
 
     def __init__(self, portal: "Portal") -> None:
         self.portal = portal
         self.sid = 0
         self.address = ""
+        self.host = ""
         self.character_id: int | None = None
         self.name = ""
         self.greeted = False
         self.held: deque[str] = deque()
         self.held_dropped = False
         self.width = 80
-        self._buffer = b""
-        self._discarding = False
-        self._tokens = float(BURST)
-        self._stamp = 0.0
-        self._queue: deque[str] = deque()
-        self._dropped = 0
-        self._drain_call: Any = None
-        self._paused = False
+        self.input: LineInput | None = None
         self._open = False
         self._backlog: int | None = None  # bytes written since the socket's buffer filled up
-        self._throttled = False  # told once per connection
 
     def __repr__(self) -> str:
         return f"<TelnetSession {self.sid} {self.address} {self.name or '(not logged in)'}>"
@@ -150,21 +193,27 @@ class TelnetSession(telnet.TelnetProtocol):
 
     def connectionMade(self) -> None:
         peer = self.transport.getPeer()
-        self.address = f"{getattr(peer, 'host', '?')}:{getattr(peer, 'port', '?')}"
-        self._stamp = self.portal.reactor.seconds()
+        self.host = str(getattr(peer, "host", "?"))
+        self.address = f"{self.host}:{getattr(peer, 'port', '?')}"
+        socket = self.transport.transport
+        self.input = LineInput(self.portal.budget, self.portal.reactor, socket, self._line,
+                               self.send, decode=self.transport.decode, owner=self)
         self.transport.negotiationMap[NAWS] = self._window_size
         for offer in (self.transport.will(telnet.SGA), self.transport.do(NAWS)):
             offer.addErrback(lambda failure: None)  # refused, or the client left: both fine
         self._open = True
         # The socket tells us (pauseProducing) when its send buffer is full: the player is
         # not reading what we write.
-        self.transport.transport.registerProducer(self, True)
-        self.portal.session_opened(self)
+        socket.registerProducer(self, True)
+        self.callLater = self.portal.reactor.callLater  # TimeoutMixin's clock
+        self.setTimeout(LOGIN_IDLE)
+        if not self.portal.session_opened(self):
+            self._open = False
 
     def connectionLost(self, reason: Any = None) -> None:
-        if self._drain_call is not None and self._drain_call.active():
-            self._drain_call.cancel()
-        self._drain_call = None
+        self.setTimeout(None)
+        if self.input is not None:
+            self.input.close()
         if self._open:
             self._open = False
             self.portal.session_closed(self)
@@ -185,6 +234,16 @@ class TelnetSession(telnet.TelnetProtocol):
         raw = b"".join(data)
         if len(raw) == 4:
             self.width = int.from_bytes(raw[:2], "big") or 80
+
+    def logged_in(self, character_id: int | None, name: str) -> None:
+        """The game logged a character in on this connection (None: logged out)."""
+        self.character_id, self.name = character_id, name
+        self.setTimeout(LOGIN_IDLE if character_id is None else None)
+
+    def timeoutConnection(self) -> None:
+        log.info("{session}: no line in {idle:.0f} s without logging in; closing", session=self,
+                 idle=LOGIN_IDLE)
+        self.close(f"You did not log in for {LOGIN_IDLE / 60:.0f} minutes: goodbye.")
 
     # -- output ----------------------------------------------------------------------------
 
@@ -221,74 +280,12 @@ class TelnetSession(telnet.TelnetProtocol):
             # A registered producer would keep a closing socket open: unregister first.
             self.transport.transport.unregisterProducer()
             self.transport.loseConnection()
+        if self.input is not None:
+            self.input.close()
 
     # -- input -----------------------------------------------------------------------------
 
-    def dataReceived(self, data: bytes) -> None:
-        data = data.replace(b"\r", b"\n")  # the parser leaves a lone CR (CR NUL) as "\r"
-        while data and self._open:
-            head, newline, data = data.partition(b"\n")
-            if self._discarding:
-                self._discarding = not newline
-                continue
-            self._buffer += head
-            if len(self._buffer) > MAX_LINE:
-                line, self._buffer = self._buffer[:MAX_LINE], b""
-                self._discarding = not newline
-                self.send(f"Your line was too long: only its first {MAX_LINE} bytes were used.")
-                self._line(line)
-            elif newline:
-                line, self._buffer = self._buffer, b""
-                self._line(line)
-
     def _line(self, raw: bytes) -> None:
-        line = clean(raw)
-        self._refill()
-        if not self._queue and self._tokens >= 1:
-            self._tokens -= 1
-            self.portal.session_input(self, line)
-            return
-        if len(self._queue) >= QUEUE_MAX:
-            if not self._dropped:
-                self.send(f"Too much input waiting: lines beyond {QUEUE_MAX} are dropped.")
-            self._dropped += 1
-        else:
-            self._queue.append(line)
-        if not self._paused:
-            self._paused = True
-            self.transport.transport.pauseProducing()
-            if not self._throttled:
-                self._throttled = True
-                self.send(f"You are typing faster than {RATE:.0f} lines a second: "
-                          "your input is slowed down.")
-                log.info("{session}: input throttled", session=self)
-        self._schedule_drain()
-
-    def _refill(self) -> None:
-        now = self.portal.reactor.seconds()
-        self._tokens = min(float(BURST), self._tokens + (now - self._stamp) * RATE)
-        self._stamp = now
-
-    def _schedule_drain(self) -> None:
-        if self._drain_call is None or not self._drain_call.active():
-            wait = max(0.0, (1 - self._tokens) / RATE)
-            self._drain_call = self.portal.reactor.callLater(wait, self._drain)
-
-    def _drain(self) -> None:
-        self._drain_call = None
-        if not self._open:
-            return
-        self._refill()
-        while self._queue and self._tokens >= 1:
-            self._tokens -= 1
-            self.portal.session_input(self, self._queue.popleft())
-        if self._queue:
-            self._schedule_drain()
-            return
-        if self._dropped:
-            self.send(f"{self._dropped} line(s) of your input were dropped.")
-            log.info("{session}: {n} line(s) dropped", session=self, n=self._dropped)
-            self._dropped = 0
-        if self._paused:
-            self._paused = False
-            self.transport.transport.resumeProducing()
+        if self.character_id is None:
+            self.resetTimeout()
+        self.portal.session_input(self, clean(raw))

@@ -14,8 +14,11 @@ What goes over the WebSocket:
 * page to server: text messages, each one input line (a message holding several lines, a paste,
   is several lines). Never parsed as anything but text. A binary message closes the connection,
   so do a message over :data:`MAX_MESSAGE` bytes and invalid UTF-8. The input meets the telnet
-  limits (see :class:`_PacedInput`): raw bytes and lines a second, lines cut at
-  :data:`~evasync.server.telnet.MAX_LINE` bytes, control characters dropped.
+  limits, in the same fair turns (a :class:`~evasync.server.fairness.LineInput` on the portal's
+  budget, which calls autobahn's frame parser a slice at a time): raw bytes and lines a second,
+  lines cut at :data:`~evasync.server.fairness.MAX_LINE` bytes, control characters dropped; a
+  page that does not log in is closed after :data:`~evasync.server.telnet.LOGIN_IDLE` seconds
+  without a line, and the portal's cap on connections per address counts pages too.
 * server to page: JSON text messages, one object each: ``{"text": ...}`` output, with its line
   endings (a message may end mid-line); ``{"game": state, "notice": ...}`` the game process's
   state (``ready``, ``starting``, ``reloading``, ``restarting`` or ``stopping``) and what to tell
@@ -34,7 +37,7 @@ from __future__ import annotations
 import json
 from collections import deque
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 from autobahn.twisted.resource import WebSocketResource
@@ -42,11 +45,12 @@ from autobahn.twisted.websocket import (ConnectionDeny, WebSocketServerFactory,
                                         WebSocketServerProtocol)
 from twisted.internet.interfaces import IPushProducer
 from twisted.logger import Logger
+from twisted.protocols.policies import TimeoutMixin
 from twisted.web import resource, server
 from zope.interface import implementer
 
-from .telnet import (BACKLOG_MAX, BURST, BYTE_BURST, BYTE_RATE, MAX_LINE, QUEUE_MAX, RATE,
-                     clean)
+from .fairness import LineInput
+from .telnet import BACKLOG_MAX, LOGIN_IDLE, clean
 
 if TYPE_CHECKING:
     from .portal import Portal
@@ -64,8 +68,6 @@ MAX_MESSAGE = 16_384
 MAX_BODY = 4096
 #: Seconds an HTTP connection may stay idle before it is closed (not the WebSocket's).
 HTTP_IDLE = 30
-#: Raw bytes of a page's input parsed at a time.
-SLICE = 2048
 #: Seconds between pings on a quiet WebSocket; a page that does not answer one in as many
 #: seconds is gone (a phone gone to sleep, a pulled cable) and its connection is closed.
 PING_EVERY = 30
@@ -180,7 +182,7 @@ class _Wire(WebSocketServerProtocol):
     """The WebSocket of one page: frames in and out (autobahn's), for its :class:`WebSession`.
 
     Once the WebSocket is open, the bytes from the socket go to the session's input, which
-    hands them back to :meth:`frames` at the pace it allows: autobahn parses them then.
+    hands them back to :meth:`frames` in the connection's turns: autobahn parses them then.
     """
 
     factory: _WireFactory
@@ -191,10 +193,8 @@ class _Wire(WebSocketServerProtocol):
         self._texts: list[bytes] = []  # messages parsed, not yet taken by frames()
 
     def dataReceived(self, data: bytes) -> None:
-        if self.session is None:  # the opening handshake
+        if self.session is None or self.session.input is None:  # the opening handshake
             super().dataReceived(data)
-            if self.session is not None and self._texts:  # frames that came with it
-                self.session.input.received(b"")
         else:
             self.session.input.received(data)
 
@@ -230,16 +230,18 @@ class _Wire(WebSocketServerProtocol):
 
 
 @implementer(IPushProducer)
-class WebSession:
+class WebSession(TimeoutMixin):
     """One player's page. The portal knows it by ``sid``, as it knows a telnet connection.
 
     Attributes:
         sid: The portal's id for the connection (unique in the portal's lifetime).
         address: The peer, as ``host:port``.
         host: The peer's address alone.
-        character_id: The character logged in on it (set by the portal), or None.
+        character_id: The character logged in on it (set by the game), or None.
+        name: That character's name (the page shows it).
         greeted: True once the game has been told of the connection.
         held: Input lines kept while no game process is connected.
+        input: Its :class:`~evasync.server.fairness.LineInput`.
     """
 
     def __init__(self, portal: "Portal", wire: _Wire) -> None:
@@ -249,27 +251,17 @@ class WebSession:
         self.address = ""
         self.host = ""
         self.character_id: int | None = None
-        self._name = ""
+        self.name = ""
         self.greeted = False
         self.held: deque[str] = deque()
         self.held_dropped = False
         self._open = False
         self._backlog: int | None = None  # bytes written since the socket's buffer filled up
         self._shown_state: str | None = None
-        self.input: _PacedInput | None = None
+        self.input: LineInput | None = None
 
     def __repr__(self) -> str:
         return f"<WebSession {self.sid} {self.address} {self.name or '(not logged in)'}>"
-
-    @property
-    def name(self) -> str:
-        """The name of the character logged in on it ("" for none); the page is told."""
-        return self._name
-
-    @name.setter
-    def name(self, value: str) -> None:
-        self._name = value
-        self._write({"player": value})
 
     # -- connection ------------------------------------------------------------------------
 
@@ -278,21 +270,37 @@ class WebSession:
         self.host = str(getattr(peer, "host", "?"))
         self.address = f"{self.host}:{getattr(peer, 'port', '?')}"
         self._open = True
-        self.input = _PacedInput(self.portal.reactor, self.wire.transport, self._line, self.send,
-                                 self.wire.frames, self)
+        socket = self.wire.transport
+        self.input = LineInput(self.portal.budget, self.portal.reactor, socket, self._line,
+                               self.send, decode=self.wire.frames, owner=self)
         # twisted.web registered its HTTP channel as the socket's producer; the channel is done
         # with this socket, and the session wants to hear when the player stops reading.
-        self.wire.transport.unregisterProducer()
-        self.wire.transport.registerProducer(self, True)
+        socket.unregisterProducer()
+        socket.registerProducer(self, True)
+        self.callLater = self.portal.reactor.callLater  # TimeoutMixin's clock
+        self.setTimeout(LOGIN_IDLE)
         self.show_state()
-        self.portal.session_opened(self)
+        if not self.portal.session_opened(self):
+            self._open = False
 
     def lost(self) -> None:
+        self.setTimeout(None)
         if self.input is not None:
             self.input.close()
         if self._open:
             self._open = False
             self.portal.session_closed(self)
+
+    def logged_in(self, character_id: int | None, name: str) -> None:
+        """The game logged a character in on this connection (None: logged out)."""
+        self.character_id, self.name = character_id, name
+        self.setTimeout(LOGIN_IDLE if character_id is None else None)
+        self._write({"player": name})
+
+    def timeoutConnection(self) -> None:
+        log.info("{session}: no line in {idle:.0f} s without logging in; closing", session=self,
+                 idle=LOGIN_IDLE)
+        self.close(f"You did not log in for {LOGIN_IDLE / 60:.0f} minutes: goodbye.")
 
     # -- output ----------------------------------------------------------------------------
 
@@ -338,200 +346,30 @@ class WebSession:
         pass
 
     def close(self, text: str | None = None) -> None:
-        """Say ``text`` and hang up (after what was written has been sent)."""
+        """Say ``text`` and hang up (after what was written has been sent).
+
+        With a ``text`` the player is hung up on (refused, idle) and the page does not
+        reconnect; without, the player quit, or the server stops.
+        """
         if text:
             self.send(text)
-        if self.portal.stopping:
+            self.close_wire(HUNG_UP, text)
+        elif self.portal.stopping:
             self.close_wire(STOPPING, "the server is shutting down")
         else:
             self.close_wire(QUIT, "goodbye")
+        if self.input is not None:
+            self.input.close()
 
     def close_wire(self, code: int, reason: str) -> None:
         """End the WebSocket with ``code`` and ``reason`` (the page shows the reason)."""
         if self._open and self.wire.state == WebSocketServerProtocol.STATE_OPEN:
-            self.wire.sendClose(code, reason)
+            # A close frame's reason holds 123 bytes at most.
+            self.wire.sendClose(code, reason.encode()[:123].decode("utf-8", "ignore"))
 
     # -- input -----------------------------------------------------------------------------
 
     def _line(self, raw: bytes) -> None:
+        if self.character_id is None:
+            self.resetTimeout()
         self.portal.session_input(self, clean(raw))
-
-
-class _PacedInput:
-    """A page's input on its way to the portal: raw bytes in, lines out, at telnet's pace.
-
-    Raw bytes (every frame counts, pings included) may come at :data:`~.telnet.BYTE_RATE` a
-    second after a burst of :data:`~.telnet.BYTE_BURST`; lines at :data:`~.telnet.RATE` a second
-    after a burst of :data:`~.telnet.BURST`. Beyond either rate the socket is no longer read
-    until the rate allows more; beyond :data:`~.telnet.QUEUE_MAX` lines waiting, lines are
-    dropped and the player is told. Frames are parsed :data:`SLICE` bytes at a time.
-
-    The seam to the portal's fair input budget (issue 11): this has the interface of
-    ``fairness.LineInput`` (``received``, ``close``), which replaces it once the portal has one.
-
-    Args:
-        clock: For the rates.
-        producer: What reads the socket (its transport).
-        deliver: Called with each line (bytes, without its newline, at most
-            :data:`~.telnet.MAX_LINE` bytes).
-        notify: Called with a message for the player.
-        decode: Turns raw bytes into text bytes, ``\\n`` ending each line.
-        owner: Names the connection in the log.
-    """
-
-    def __init__(self, clock: Any, producer: Any, deliver: Callable[[bytes], None],
-                 notify: Callable[[str], None], decode: Callable[[bytes], bytes],
-                 owner: Any) -> None:
-        self._clock = clock
-        self._producer = producer
-        self._deliver = deliver
-        self._notify = notify
-        self._decode = decode
-        self._owner = owner
-        self._holds: set[str] = set()
-        self._bytes = _Bucket(clock, BYTE_RATE, BYTE_BURST)
-        self._lines = _Bucket(clock, RATE, BURST)
-        self._text = bytearray()
-        self._discarding = False
-        self._queue: deque[bytes] = deque()
-        self._dropped = 0
-        self._told = False
-        self._line_call: Any = None
-        self._byte_call: Any = None
-        self.closed = False
-
-    def received(self, data: bytes) -> None:
-        """Bytes from the socket."""
-        self._bytes.charge(len(data))
-        if self._bytes.tokens < 0 and self._byte_call is None:
-            self._hold("bytes")
-            self._byte_call = self._clock.callLater(self._bytes.wait(), self._bytes_refilled)
-        for start in range(0, len(data), SLICE):
-            if self.closed:
-                return
-            self._text += self._decode(data[start:start + SLICE])
-            self._split()
-
-    def _split(self) -> None:
-        text = self._text
-        while not self.closed:
-            end = text.find(b"\n")
-            if self._discarding:
-                if end == -1:
-                    text.clear()
-                    return
-                del text[:end + 1]
-                self._discarding = False
-                continue
-            if end == -1 and len(text) <= MAX_LINE:
-                return
-            if end != -1 and end <= MAX_LINE:
-                line = bytes(text[:end])
-                del text[:end + 1]
-            else:
-                line = bytes(text[:MAX_LINE])
-                if end == -1:
-                    text.clear()
-                    self._discarding = True
-                else:
-                    del text[:end + 1]
-                self._notify(f"Your line was too long: only its first {MAX_LINE} bytes were "
-                             "used.")
-            self._line(line)
-
-    def _line(self, line: bytes) -> None:
-        if not self._queue and self._lines.take():
-            self._deliver(line)
-            return
-        if len(self._queue) >= QUEUE_MAX:
-            if not self._dropped:
-                self._notify(f"Too much input waiting: lines beyond {QUEUE_MAX} are dropped.")
-            self._dropped += 1
-        else:
-            self._queue.append(line)
-        if self._line_call is None:
-            self._hold("lines")
-            if not self._told:
-                self._told = True
-                self._notify(f"You are typing faster than {RATE:.0f} lines a second: your "
-                             "input is slowed down.")
-                log.info("{owner}: input slowed down", owner=self._owner)
-            self._line_call = self._clock.callLater(self._lines.wait(1), self._drain)
-
-    def _drain(self) -> None:
-        self._line_call = None
-        while self._queue and not self.closed and self._lines.take():
-            self._deliver(self._queue.popleft())
-        if self.closed:
-            return
-        if self._queue:
-            self._line_call = self._clock.callLater(self._lines.wait(1), self._drain)
-            return
-        if self._dropped:
-            self._notify(f"{self._dropped} line(s) of your input were dropped.")
-            log.info("{owner}: {n} line(s) dropped", owner=self._owner, n=self._dropped)
-            self._dropped = 0
-        self._release("lines")
-
-    def _bytes_refilled(self) -> None:
-        self._byte_call = None
-        if self.closed:
-            return
-        if self._bytes.tokens < 0:
-            self._byte_call = self._clock.callLater(self._bytes.wait(), self._bytes_refilled)
-        else:
-            self._release("bytes")
-
-    def _hold(self, reason: str) -> None:
-        if not self._holds:
-            self._producer.pauseProducing()
-        self._holds.add(reason)
-
-    def _release(self, reason: str) -> None:
-        if reason in self._holds:
-            self._holds.discard(reason)
-            if not self._holds:
-                self._producer.resumeProducing()
-
-    def close(self) -> None:
-        """The connection is gone: forget its input."""
-        self.closed = True
-        self._text.clear()
-        self._queue.clear()
-        for call in (self._line_call, self._byte_call):
-            if call is not None and call.active():
-                call.cancel()
-        self._line_call = self._byte_call = None
-
-
-class _Bucket:
-    """``rate`` tokens a second, at most ``burst`` saved up; starts full."""
-
-    def __init__(self, clock: Any, rate: float, burst: float) -> None:
-        self._clock = clock
-        self.rate = rate
-        self.burst = float(burst)
-        self._tokens = float(burst)
-        self._stamp = clock.seconds()
-
-    @property
-    def tokens(self) -> float:
-        now = self._clock.seconds()
-        self._tokens = min(self.burst, self._tokens + max(0.0, now - self._stamp) * self.rate)
-        self._stamp = now
-        return self._tokens
-
-    def take(self, amount: float = 1.0) -> bool:
-        """Take ``amount`` tokens if there are that many."""
-        if self.tokens + 1e-9 >= amount:
-            self._tokens -= amount
-            return True
-        return False
-
-    def charge(self, amount: float) -> None:
-        """Take ``amount`` tokens, going into debt if need be."""
-        self._tokens = self.tokens - amount
-
-    def wait(self, amount: float = 0.0) -> float:
-        """Seconds until there are ``amount`` tokens (a millisecond at least: no busy loop)."""
-        return max(0.001, (amount - self.tokens) / self.rate)
