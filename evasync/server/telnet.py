@@ -10,6 +10,10 @@ characters and invalid UTF-8 are dropped and a line longer than
 :data:`~evasync.server.fairness.MAX_LINE` bytes is cut (the player is told). A connection that
 has not logged in is closed after :data:`LOGIN_IDLE` seconds without a line. A player who stops
 reading is hung up on once :data:`BACKLOG_MAX` bytes wait for them.
+
+A connection whose first line is an HTTP request line is hung up on before it plays: a web page
+can post any text to any port, and the lines of its body must not be played (the first account
+made is the superuser, whose ``py`` runs any Python).
 """
 
 from __future__ import annotations
@@ -45,6 +49,8 @@ _CONTROL = re.compile("[\x00-\x08\x0a-\x1f\x7f-\x9f\ufffd]")
 _RUN = re.compile(rb"[\xef-\xf9\xff]+")
 _SUBNEGOTIATION = re.compile(rb"\xff\xfa((?:[^\xff]|\xff\xff){0,%d})\xff\xf0" % SB_MAX)
 _IAC, _SB, _WILL = 0xFF, 0xFA, 0xFB
+#: The first line of an HTTP request (a method, a target, the version), as a browser sends it.
+_HTTP_REQUEST = re.compile(rb"[!#$%&'*+.^_`|~0-9A-Za-z-]+ \S+ HTTP/\d(\.\d)?")
 
 
 def clean(raw: bytes) -> str:
@@ -185,6 +191,7 @@ class TelnetSession(telnet.TelnetProtocol, TimeoutMixin):
         self.input: LineInput | None = None
         self._open = False
         self._backlog: int | None = None  # bytes written since the socket's buffer filled up
+        self._first_line = True
 
     def __repr__(self) -> str:
         return f"<TelnetSession {self.sid} {self.address} {self.name or '(not logged in)'}>"
@@ -286,6 +293,14 @@ class TelnetSession(telnet.TelnetProtocol, TimeoutMixin):
     # -- input -----------------------------------------------------------------------------
 
     def _line(self, raw: bytes) -> None:
+        if self._first_line:
+            self._first_line = False
+            if _HTTP_REQUEST.fullmatch(raw):
+                log.warn("{session}: an HTTP request on the telnet port (a web page posting "
+                         "to it?); hanging up", session=self)
+                self.close("This is the game's telnet port: play with a telnet or MUD client, "
+                           "or with the web client in a browser.")
+                return
         if self.character_id is None:
             self.resetTimeout()
         self.portal.session_input(self, clean(raw))

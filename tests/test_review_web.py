@@ -1,0 +1,107 @@
+"""A hostile review of the web client (issue 14), each test written to fail before its fix.
+
+What an attacker gets from a reader who runs the demo server: the first account made is the
+superuser, and the superuser's ``py`` runs any Python. So any page the reader's browser shows
+must not be able to play on the server: not through the WebSocket (DNS rebinding gives a page
+of another site a Host header that matches its Origin) and not through the telnet port (a web
+page can post any text to any port). Then what one client on loopback can do to the others:
+hold sockets of the web port open, make the server keep writing what it never reads; and what
+a browser sees when the server closes a WebSocket.
+"""
+
+from __future__ import annotations
+
+import socket
+import struct
+
+import pytest
+from twisted.internet.address import IPv4Address
+from twisted.internet.error import ConnectionDone
+from twisted.python.failure import Failure
+from twisted.internet.testing import StringTransport
+
+from evasync.server import web
+from evasync.server.fairness import BYTE_BURST
+
+from ._server_support import PASSWORD, TIMEOUT, FakePortal, Server, address, wait_for
+from ._web_support import BINARY, CLOSE, TEXT, WebSocketClient, frame
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    server = Server(tmp_path_factory.mktemp("review-web")).start()
+    yield server
+    server.close()
+
+
+@pytest.fixture(scope="module")
+def admin(server):
+    """A telnet player, the superuser (the first account made)."""
+    client = server.client("Admin", PASSWORD)
+    yield client
+    client.close()
+
+
+def web_port(server: Server) -> int:
+    return int(server.web.rstrip("/").rsplit(":", 1)[1])
+
+
+def answer(sock: socket.socket) -> bytes:
+    """Everything the server sends until it closes the connection."""
+    sock.settimeout(TIMEOUT)
+    data = b""
+    try:
+        while chunk := sock.recv(65536):
+            data += chunk
+    except ConnectionResetError:
+        pass
+    return data
+
+
+def handshake(server: Server, host: str, origin: str | None = None) -> int:
+    """The HTTP status of a WebSocket handshake naming ``host`` (and ``origin``)."""
+    sock = socket.create_connection(("127.0.0.1", web_port(server)), timeout=TIMEOUT,
+                                    source_address=(address(), 0))
+    request = (f"GET /ws HTTP/1.1\r\nHost: {host}\r\nUpgrade: websocket\r\n"
+               "Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+               "Sec-WebSocket-Version: 13\r\n")
+    if origin is not None:
+        request += f"Origin: {origin}\r\n"
+    sock.sendall(request.encode() + b"\r\n")
+    head = b""
+    while b"\r\n" not in head:
+        chunk = sock.recv(4096)
+        if not chunk:
+            break
+        head += chunk
+    sock.close()
+    return int(head.split(b" ", 2)[1]) if head else 0
+
+
+# -- pages of other sites --------------------------------------------------------------------
+
+def test_a_web_page_posting_to_the_telnet_port_is_hung_up_on_before_its_lines_play(server):
+    """A cross-protocol attack: ``fetch("http://127.0.0.1:4000/", {method: "POST", body})``
+    from any site (Chromium sends it). Was: every line of the body played as a command, the
+    first ``create`` making the superuser."""
+    body = b"x\r\ncreate Mallory secret-pw\r\npy 6 * 7\r\n"
+    request = (b"POST / HTTP/1.1\r\nHost: 127.0.0.1:%d\r\nContent-Type: text/plain\r\n"
+               b"Origin: http://attacker.example\r\nContent-Length: %d\r\n\r\n"
+               % (server.port, len(body))) + body
+    sock = socket.create_connection(("127.0.0.1", server.port), timeout=TIMEOUT,
+                                    source_address=(address(), 0))
+    sock.sendall(request)
+    said = answer(sock).decode("utf-8", "replace")
+    sock.close()
+    assert "This is the game's telnet port" in said
+    assert "Mallory" not in said and "42" not in said
+    assert "account Mallory created" not in server.log()
+    assert "an HTTP request on the telnet port" in server.log()
+
+
+def test_a_line_like_an_http_request_later_on_is_just_a_line(server):
+    player = server.client("Httpie", PASSWORD)
+    player.command("say GET / HTTP/1.1", 'You say, "GET / HTTP/1.1"')
+    player.close()
+
+
