@@ -80,6 +80,42 @@ def handshake(server: Server, host: str, origin: str | None = None) -> int:
 
 # -- pages of other sites --------------------------------------------------------------------
 
+def test_a_page_whose_name_was_rebound_to_this_machine_may_not_open_the_websocket(server):
+    """DNS rebinding: the attacker's name resolves to 127.0.0.1, so the browser sends Host and
+    Origin that match each other, both the attacker's. Was: 101, and the page could make the
+    first account (the superuser) and run ``py``."""
+    port = web_port(server)
+    rebound = f"rebind.attacker.example:{port}"
+    assert handshake(server, rebound, origin=f"http://{rebound}") == 403
+    assert handshake(server, rebound) == 403
+    assert handshake(server, f"localhost.attacker.example:{port}") == 403
+    for ours in (f"127.0.0.1:{port}", f"localhost:{port}", f"[::1]:{port}"):
+        assert handshake(server, ours, origin=f"http://{ours}") == 101, ours
+        assert handshake(server, ours) == 101, ours   # a client that is no browser
+    assert "refused a WebSocket for the host name 'rebind.attacker.example'" in server.log()
+
+
+@pytest.mark.parametrize("listening, name, ours", [
+    ("127.0.0.1", "localhost", True),
+    ("127.0.0.1", "app.localhost", True),
+    ("127.0.0.1", "127.0.0.1", True),
+    ("127.0.0.1", "::1", True),
+    ("127.0.0.1", "attacker.example", False),
+    ("127.0.0.1", "gamebox", False),                  # loopback: only loopback's names
+    ("::1", "localhost", True),
+    ("0.0.0.0", "192.168.1.20", True),
+    ("0.0.0.0", "gamebox", True),                     # this machine's name
+    ("0.0.0.0", "gamebox.lan", True),
+    ("0.0.0.0", "attacker.example", False),
+    ("game.example.org", "game.example.org", True),   # --web-host names it
+    ("game.example.org", "GAME.example.org", True),
+    ("game.example.org", "attacker.example", False),
+])
+def test_the_names_a_websocket_may_be_opened_by(monkeypatch, listening, name, ours):
+    monkeypatch.setattr(web, "_machine_names", lambda: frozenset({"gamebox", "gamebox.lan"}))
+    assert web.names_us(name, listening) is ours
+
+
 def test_a_web_page_posting_to_the_telnet_port_is_hung_up_on_before_its_lines_play(server):
     """A cross-protocol attack: ``fetch("http://127.0.0.1:4000/", {method: "POST", body})``
     from any site (Chromium sends it). Was: every line of the body played as a command, the
@@ -105,3 +141,19 @@ def test_a_line_like_an_http_request_later_on_is_just_a_line(server):
     player.close()
 
 
+# -- what the WebSocket's address answers ----------------------------------------------------
+
+def test_the_websocket_address_is_no_open_redirect_and_names_no_versions(server):
+    """Was: autobahn's status page, ``/ws?redirect=URL`` sending the browser anywhere (303),
+    and its version in every answer."""
+    sock = socket.create_connection(("127.0.0.1", web_port(server)), timeout=TIMEOUT,
+                                    source_address=(address(), 0))
+    sock.sendall(b"GET /ws?redirect=https%3A%2F%2Fattacker.example%2F HTTP/1.1\r\n"
+                 b"Host: 127.0.0.1\r\nConnection: close\r\n\r\n")
+    got = answer(sock)
+    sock.close()
+    assert got.startswith(b"HTTP/1.1 4"), got[:200]
+    assert b"attacker.example" not in got and b"Autobahn" not in got
+    player = WebSocketClient(server.web, source=address())
+    assert player.status == 101
+    player.close()

@@ -90,7 +90,7 @@ def web_connect(portal: FakeWebPortal, host: str = "10.0.0.1"):
     sock = StringTransport(peerAddress=peer)
     sock.registerProducer(StringTransport(), True)   # as twisted.web's HTTP channel does
     wire.makeConnection(sock)
-    wire.dataReceived(b"GET /ws HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\n"
+    wire.dataReceived(b"GET /ws HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\n"
                       b"Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
                       b"Sec-WebSocket-Version: 13\r\n\r\n")
     assert wire.session is not None, sock.value()

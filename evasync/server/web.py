@@ -25,6 +25,13 @@ What goes over the WebSocket:
   the player while it is not ready; ``{"player": name}`` the character logged in on the
   connection ("" for none).
 
+Who may open the WebSocket: the first account made is the superuser, whose ``py`` runs any
+Python, so no page of another site may play from the reader's browser. The handshake must name
+the server by an IP address, ``localhost``, or (when it listens beyond loopback) by the name it
+listens on or this machine's name: any other name is a name whose DNS someone else answers, who
+could make it resolve to this machine (DNS rebinding). A browser's ``Origin`` must then be the
+page's own address.
+
 The server closes the WebSocket with code 1000 when the player quits, :data:`STOPPING` when the
 server stops (the page reconnects, once the server is back), :data:`REFUSED` when the page sent
 a binary message and :data:`HUNG_UP` when the player was hung up on (the page does not
@@ -34,8 +41,11 @@ UTF-8), 1009 (a message too big), 1002.
 
 from __future__ import annotations
 
+import ipaddress
 import json
+import socket
 from collections import deque
+from functools import lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
@@ -106,9 +116,40 @@ def game_state(portal: "Portal") -> str:
     return "starting" if portal.generation == 0 else "restarting"
 
 
+def names_us(name: str, listening: str) -> bool:
+    """Whether a WebSocket handshake whose Host header names ``name`` is for this server, the
+    web client listening on the address ``listening``.
+
+    An IP address and ``localhost`` (and its subdomains, which browsers resolve themselves)
+    always are; beyond loopback, so are ``listening`` and this machine's names. Any other name
+    is refused: someone else answers its DNS, and may have made it resolve to this machine
+    (DNS rebinding) so that their page, which the browser holds for theirs, reaches the game.
+    """
+    name = name.lower()
+    if _address(name) is not None or name == "localhost" or name.endswith(".localhost"):
+        return True
+    listening = listening.lower()
+    ip = _address(listening)
+    if listening == "localhost" or (ip is not None and ip.is_loopback):
+        return False
+    return name == listening or name in _machine_names()
+
+
+def _address(name: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+    try:
+        return ipaddress.ip_address(name)
+    except ValueError:
+        return None
+
+
+@lru_cache(maxsize=1)
+def _machine_names() -> frozenset[str]:
+    return frozenset(name.lower() for name in (socket.gethostname(), socket.getfqdn()))
+
+
 def site(portal: "Portal") -> server.Site:
     """The page and its WebSocket, as a site for the portal to listen with."""
-    factory = _WireFactory(portal)
+    factory = _WireFactory(portal, listening=portal.web[0] if portal.web else "127.0.0.1")
     root = resource.Resource()
     for name, (filename, kind) in ASSETS.items():
         root.putChild(name, _Asset(CLIENT / filename, kind))
@@ -166,15 +207,22 @@ class _Asset(resource.Resource):
 
 
 class _WireFactory(WebSocketServerFactory):
-    def __init__(self, portal: "Portal") -> None:
-        super().__init__(reactor=portal.reactor)
+    """Makes the WebSockets of the web client listening on the address ``listening``."""
+
+    def __init__(self, portal: "Portal", listening: str = "127.0.0.1") -> None:
+        # server=None: no "Server: AutobahnPython/<version>" header in the handshake's answer.
+        super().__init__(reactor=portal.reactor, server=None)
         self.portal = portal
+        self.listening = listening
         self.protocol = _Wire
         self.setProtocolOptions(
             maxFramePayloadSize=MAX_MESSAGE, maxMessagePayloadSize=MAX_MESSAGE,
             openHandshakeTimeout=10, closeHandshakeTimeout=5,
             failByDrop=False,  # a broken protocol is told why (a close frame), then dropped
-            autoPingInterval=PING_EVERY, autoPingTimeout=PING_EVERY)
+            autoPingInterval=PING_EVERY, autoPingTimeout=PING_EVERY,
+            # Not autobahn's status page: it names autobahn's version, and its ?redirect=URL
+            # would send a browser from our address to any other (an open redirect).
+            webStatus=False)
         self.noisy = False
 
 
@@ -206,6 +254,17 @@ class _Wire(WebSocketServerProtocol):
         return b"".join(text + b"\n" for text in texts)
 
     def onConnect(self, request: Any) -> None:
+        host = request.headers.get("host", "")
+        try:
+            name = urlsplit(f"//{host}").hostname or ""
+        except ValueError:  # a malformed IPv6 address
+            name = ""
+        if not names_us(name, self.factory.listening):
+            log.warn("refused a WebSocket for the host name {name!r}: not a name of this "
+                     "server (a page of another site, its name made to resolve here?). To "
+                     "play by that name, start the server with --web-host {name}",
+                     name=name)
+            raise ConnectionDeny(403, "open the game's page by the address the server gave")
         origin = request.headers.get("origin")
         # A page from another site must not play (or make accounts) with the reader's browser.
         if origin is not None and urlsplit(origin).netloc != request.headers.get("host"):
