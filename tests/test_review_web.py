@@ -141,6 +141,115 @@ def test_a_line_like_an_http_request_later_on_is_just_a_line(server):
     player.close()
 
 
+# -- the web port's sockets ------------------------------------------------------------------
+
+def test_the_web_port_holds_a_bounded_number_of_sockets_from_one_address(server, admin):
+    """Was: no bound. Sockets that never finish their request (slowloris) took every file
+    descriptor the portal had, and no player, telnet or web, could connect."""
+    port = web_port(server)
+    source = address()
+
+    def connect(src: str) -> socket.socket:
+        return socket.create_connection(("127.0.0.1", port), timeout=TIMEOUT,
+                                        source_address=(src, 0))
+
+    held = []
+    for _ in range(web.MAX_SOCKETS):
+        sock = connect(source)
+        sock.sendall(b"GET / HTTP/1.1\r\n")        # and never the rest
+        held.append(sock)
+
+    def page(src: str) -> bytes:
+        sock = connect(src)
+        try:
+            sock.sendall(b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        except OSError:
+            return b""
+        got = answer(sock)
+        sock.close()
+        return got
+
+    # The server answers connects itself (the kernel's backlog), so a refused one is
+    # accepted and closed: no answer, however long it waits.
+    assert page(source) == b""
+    assert page(address()).startswith(b"HTTP/1.1 200")
+    admin.command("look", "The Demo Room")
+    held.pop().close()
+    wait_for(lambda: page(source).startswith(b"HTTP/1.1 200"), what="the freed place")
+    for sock in held:
+        sock.close()
+    assert f"refusing sockets on the web port from {source}" in server.log()
+
+
+class FakeWebPortal(FakePortal):
+    """A portal in virtual time with a game process that is ready, as :func:`web.site` sees it."""
+
+    phase, stopping, reloading, generation = "running", False, False, 1
+
+    def __init__(self, exempt=()) -> None:
+        super().__init__()
+        self.exempt = frozenset(exempt)
+        self.phase_watchers: list = []
+        self.web = ("127.0.0.1", 4001)
+
+
+def http_connect(site, host: str = "10.0.0.1"):
+    """A socket (a ``StringTransport``) connected to ``site``, or None if it was refused."""
+    peer = IPv4Address("TCP", host, 40000)
+    channel = site.buildProtocol(peer)
+    if channel is None:
+        return None
+    sock = StringTransport(peerAddress=peer, hostAddress=IPv4Address("TCP", "127.0.0.1", 4001))
+    sock.protocol = channel   # as a real socket has it (a WebSocket takes it over)
+    channel.makeConnection(sock)
+    return sock
+
+
+def test_an_http_connection_has_a_deadline_however_slowly_it_sends():
+    """Was: each byte restarted the idle timer, so one header byte every half minute held a
+    socket for days."""
+    portal = FakeWebPortal()
+    site = web.site(portal)
+    sock = http_connect(site)
+    sock.protocol.dataReceived(b"GET / HTTP/1.1\r\n")
+    waited = 0.0
+    while waited < web.HTTP_LIFETIME - web.HTTP_IDLE / 2:
+        portal.reactor.advance(web.HTTP_IDLE / 2)
+        waited += web.HTTP_IDLE / 2
+        sock.protocol.dataReceived(b"X")
+        assert not sock.disconnecting
+    portal.reactor.advance(web.HTTP_IDLE / 2)
+    assert sock.disconnecting
+    sock.protocol.connectionLost(Failure(ConnectionDone()))
+    assert not site.open                                 # its place is free again
+
+
+def test_a_websocket_keeps_its_socket_past_the_http_deadline_and_frees_its_place():
+    portal = FakeWebPortal()
+    site = web.site(portal)
+    sock = http_connect(site)
+    channel = sock.protocol
+    channel.dataReceived(
+        b"GET /ws HTTP/1.1\r\nHost: 127.0.0.1:4001\r\nUpgrade: websocket\r\n"
+        b"Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+        b"Sec-WebSocket-Version: 13\r\n\r\n")
+    wire = sock.protocol
+    assert wire is not channel and wire.session is not None, sock.value()
+    portal.reactor.advance(web.HTTP_LIFETIME * 2)
+    assert not sock.disconnecting
+    assert site.open == {"10.0.0.1": 1}
+    wire.connectionLost(Failure(ConnectionDone()))
+    assert not site.open
+
+
+def test_an_exempt_address_is_not_held_to_the_socket_cap():
+    portal = FakeWebPortal(exempt=["10.0.0.9"])
+    site = web.site(portal)
+    capped = [http_connect(site, "10.0.0.1") for _ in range(web.MAX_SOCKETS + 1)]
+    assert capped[-1] is None and all(capped[:-1])
+    assert all(http_connect(site, "10.0.0.9") for _ in range(web.MAX_SOCKETS + 1))
+
+
 # -- what the WebSocket's address answers ----------------------------------------------------
 
 def test_the_websocket_address_is_no_open_redirect_and_names_no_versions(server):

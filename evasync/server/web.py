@@ -32,6 +32,10 @@ listens on or this machine's name: any other name is a name whose DNS someone el
 could make it resolve to this machine (DNS rebinding). A browser's ``Origin`` must then be the
 page's own address.
 
+The web port holds at most :data:`MAX_SOCKETS` sockets from one address (``--exempt-address``
+excepted), and a socket still speaking HTTP is closed :data:`HTTP_LIFETIME` seconds after it
+opened, however busy.
+
 The server closes the WebSocket with code 1000 when the player quits, :data:`STOPPING` when the
 server stops (the page reconnects, once the server is back), :data:`REFUSED` when the page sent
 a binary message and :data:`HUNG_UP` when the player was hung up on (the page does not
@@ -44,7 +48,7 @@ from __future__ import annotations
 import ipaddress
 import json
 import socket
-from collections import deque
+from collections import Counter, deque
 from functools import lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -56,7 +60,7 @@ from autobahn.twisted.websocket import (ConnectionDeny, WebSocketServerFactory,
 from twisted.internet.interfaces import IPushProducer
 from twisted.logger import Logger
 from twisted.protocols.policies import TimeoutMixin
-from twisted.web import resource, server
+from twisted.web import http, resource, server
 from zope.interface import implementer
 
 from .fairness import LineInput
@@ -78,6 +82,12 @@ MAX_MESSAGE = 16_384
 MAX_BODY = 4096
 #: Seconds an HTTP connection may stay idle before it is closed (not the WebSocket's).
 HTTP_IDLE = 30
+#: Seconds an HTTP connection may stay open in all, however busy: a client sending its request
+#: a byte at a time (slowloris) resets the idle timer with each. Not a WebSocket's.
+HTTP_LIFETIME = 60
+#: Sockets open at once on the web port from one address: the portal's cap on players
+#: (``MAX_PER_ADDRESS``, pages included) with as many again for a browser's page loads.
+MAX_SOCKETS = 32
 #: Seconds between pings on a quiet WebSocket; a page that does not answer one in as many
 #: seconds is gone (a phone gone to sleep, a pulled cable) and its connection is closed.
 PING_EVERY = 30
@@ -155,8 +165,8 @@ def site(portal: "Portal") -> server.Site:
         root.putChild(name, _Asset(CLIENT / filename, kind))
     root.putChild(b"ws", WebSocketResource(factory))
     portal.phase_watchers.append(lambda: _announce(portal))
-    web = _Site(root, timeout=HTTP_IDLE)
-    web.requestFactory = _Request
+    web = _Site(root, portal.exempt, portal.reactor)
+    factory.site = web
     return web
 
 
@@ -167,10 +177,69 @@ def _announce(portal: "Portal") -> None:
 
 
 class _Site(server.Site):
+    """The web port: at most :data:`MAX_SOCKETS` sockets open from one address (addresses in
+    ``exempt`` excepted), counted from accept to close, whether HTTP or WebSocket.
+
+    Attributes:
+        open: The sockets open, by address.
+    """
+
     noisy = False
+
+    def __init__(self, root: resource.Resource, exempt: frozenset[str], reactor: Any) -> None:
+        super().__init__(root, requestFactory=_Request, timeout=HTTP_IDLE, reactor=reactor)
+        self.protocol = _Channel
+        self.exempt = exempt
+        self.open: Counter[str] = Counter()
+        self._refusing: set[str] = set()
+
+    def buildProtocol(self, addr: Any) -> Any:
+        host = str(getattr(addr, "host", "?"))
+        if self.open[host] >= MAX_SOCKETS and host not in self.exempt:
+            if host not in self._refusing:  # logged once per episode, not once per socket
+                self._refusing.add(host)
+                log.warn("refusing sockets on the web port from {host}: {n} already open",
+                         host=host, n=MAX_SOCKETS)
+            return None  # Twisted closes the socket at once
+        self.open[host] += 1
+        channel = super().buildProtocol(addr)
+        channel.host = host
+        return channel
+
+    def release(self, host: str) -> None:
+        """A socket from ``host`` has closed."""
+        self.open[host] -= 1
+        if self.open[host] <= 0:
+            del self.open[host]
+            self._refusing.discard(host)
 
     def log(self, request: Any) -> None:
         """No access log: every page load would be a line in the game's log."""
+
+
+class _Channel(http.HTTPChannel):
+    """A socket of the web port while it speaks HTTP: closed :data:`HTTP_LIFETIME` seconds
+    after it opened, unless it has become a WebSocket, which has timeouts of its own."""
+
+    site: _Site
+    host = ""
+    _deadline: Any = None
+
+    def connectionMade(self) -> None:
+        super().connectionMade()
+        self._deadline = self.callLater(HTTP_LIFETIME, self._expired)
+
+    def _expired(self) -> None:
+        self._deadline = None
+        if self.transport is not None:  # None: handed over to a WebSocket (which releases it)
+            self.transport.abortConnection()
+
+    def connectionLost(self, reason: Any) -> None:
+        if self._deadline is not None and self._deadline.active():
+            self._deadline.cancel()
+        self._deadline = None
+        super().connectionLost(reason)
+        self.site.release(self.host)
 
 
 class _Request(server.Request):
@@ -214,6 +283,8 @@ class _WireFactory(WebSocketServerFactory):
         super().__init__(reactor=portal.reactor, server=None)
         self.portal = portal
         self.listening = listening
+        #: The web port's site, told when a WebSocket's socket closes (None in some tests).
+        self.site: _Site | None = None
         self.protocol = _Wire
         self.setProtocolOptions(
             maxFramePayloadSize=MAX_MESSAGE, maxMessagePayloadSize=MAX_MESSAGE,
@@ -238,7 +309,17 @@ class _Wire(WebSocketServerProtocol):
     def __init__(self) -> None:
         super().__init__()
         self.session: WebSession | None = None
+        self.host = ""
         self._texts: list[bytes] = []  # messages parsed, not yet taken by frames()
+
+    def connectionMade(self) -> None:
+        self.host = str(getattr(self.transport.getPeer(), "host", "?"))
+        super().connectionMade()
+
+    def connectionLost(self, reason: Any) -> None:
+        super().connectionLost(reason)
+        if self.factory.site is not None:
+            self.factory.site.release(self.host)
 
     def dataReceived(self, data: bytes) -> None:
         if self.session is None or self.session.input is None:  # the opening handshake
