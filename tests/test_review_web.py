@@ -250,6 +250,58 @@ def test_an_exempt_address_is_not_held_to_the_socket_cap():
     assert all(http_connect(site, "10.0.0.9") for _ in range(web.MAX_SOCKETS + 1))
 
 
+# -- closing a WebSocket ---------------------------------------------------------------------
+
+def web_connect(portal: FakePortal, host: str = "10.0.0.1"):
+    """A page's WebSocket to this portal on a ``StringTransport``: (wire, socket)."""
+    peer = IPv4Address("TCP", host, 40000)
+    wire = web._WireFactory(portal).buildProtocol(peer)
+    sock = StringTransport(peerAddress=peer)
+    sock.registerProducer(StringTransport(), True)   # as twisted.web's HTTP channel does
+    wire.makeConnection(sock)
+    wire.dataReceived(b"GET /ws HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\n"
+                      b"Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+                      b"Sec-WebSocket-Version: 13\r\n\r\n")
+    assert wire.session is not None, sock.value()
+    sock.clear()
+    return wire, sock
+
+
+@pytest.mark.parametrize("close", [
+    lambda session: session.close(),                        # the player quit
+    lambda session: session.close("You did not log in."),   # hung up on
+])
+def test_the_pages_answer_to_the_servers_close_ends_the_connection(close):
+    """Was: the page's close frame was never read (its input was closed first), so every quit
+    ended with the server waiting out its closing timeout, then resetting the socket; Chromium
+    waited two seconds before telling the player they had left."""
+    portal = FakeWebPortal()
+    wire, sock = web_connect(portal)
+    close(wire.session)
+    assert wire.state == wire.STATE_CLOSING
+    wire.dataReceived(frame(CLOSE, struct.pack("!H", 1000)))
+    portal.turns(3)
+    assert sock.disconnecting and wire.wasClean
+
+
+def test_lines_after_a_refused_binary_message_are_not_played():
+    """Was: the binary message closed the connection, and the lines after it were played."""
+    portal = FakeWebPortal()
+    wire, _ = web_connect(portal)
+    wire.dataReceived(frame(BINARY, b"\x00\x01") + frame(TEXT, b"say after the refusal"))
+    portal.turns(5)
+    assert portal.lines == []
+
+
+def test_no_line_is_played_after_a_quit():
+    portal = FakeWebPortal()
+    wire, _ = web_connect(portal)
+    wire.session.close()
+    wire.dataReceived(frame(TEXT, b"say after quitting"))
+    portal.turns(5)
+    assert portal.lines == []
+
+
 # -- what the WebSocket's address answers ----------------------------------------------------
 
 def test_the_websocket_address_is_no_open_redirect_and_names_no_versions(server):

@@ -357,7 +357,7 @@ class _Wire(WebSocketServerProtocol):
         self.session.opened()
 
     def onMessage(self, payload: bytes, isBinary: bool) -> None:
-        if self.session is None:
+        if self.session is None or self.session.closing:
             return
         if isBinary:
             self.session.close_wire(REFUSED, "send text messages, not binary ones")
@@ -396,6 +396,9 @@ class WebSession(TimeoutMixin):
         self.held: deque[str] = deque()
         self.held_dropped = False
         self._open = False
+        #: True once the server has closed the WebSocket: the page's lines are dropped, its
+        #: frames still read (its answer to the close frame ends the connection).
+        self.closing = False
         self._backlog: int | None = None  # bytes written since the socket's buffer filled up
         self._shown_state: str | None = None
         self.input: LineInput | None = None
@@ -498,11 +501,11 @@ class WebSession(TimeoutMixin):
             self.close_wire(STOPPING, "the server is shutting down")
         else:
             self.close_wire(QUIT, "goodbye")
-        if self.input is not None:
-            self.input.close()
 
     def close_wire(self, code: int, reason: str) -> None:
-        """End the WebSocket with ``code`` and ``reason`` (the page shows the reason)."""
+        """End the WebSocket with ``code`` and ``reason`` (the page shows the reason); lines
+        from the page are dropped from now on."""
+        self.closing = True
         if self._open and self.wire.state == WebSocketServerProtocol.STATE_OPEN:
             # A close frame's reason holds 123 bytes at most.
             self.wire.sendClose(code, reason.encode()[:123].decode("utf-8", "ignore"))
@@ -510,6 +513,8 @@ class WebSession(TimeoutMixin):
     # -- input -----------------------------------------------------------------------------
 
     def _line(self, raw: bytes) -> None:
+        if self.closing:
+            return
         if self.character_id is None:
             self.resetTimeout()
         self.portal.session_input(self, clean(raw))
