@@ -302,6 +302,32 @@ def test_no_line_is_played_after_a_quit():
     assert portal.lines == []
 
 
+# -- a client that does not read -------------------------------------------------------------
+
+@pytest.mark.parametrize("kind", ["telnet", "web"])
+def test_a_client_that_does_not_read_what_it_is_sent_is_not_read_either(kind):
+    """Was: its input kept being read, and what it asked for piled up unsent: a telnet client
+    sending ``IAC DO`` for options we refuse (each answered) and never reading grew the
+    portal by 25 MB in 90 s."""
+    portal = FakeWebPortal()
+    if kind == "telnet":
+        wire, sock = portal.connect()
+        session = wire.protocol
+    else:
+        wire, sock = web_connect(portal)
+        session = wire.session
+    session.pauseProducing()             # what the socket calls once its send buffer is full
+    assert sock.producerState == "paused"
+    session.resumeProducing()
+    assert sock.producerState == "producing"
+    # It composes with the other reasons to hold the reading: each must be gone.
+    session.input.received(b"x" * (BYTE_BURST + 1))
+    assert sock.producerState == "paused"
+    session.pauseProducing()
+    session.resumeProducing()
+    assert sock.producerState == "paused"
+
+
 # -- what the WebSocket's address answers ----------------------------------------------------
 
 def test_the_websocket_address_is_no_open_redirect_and_names_no_versions(server):

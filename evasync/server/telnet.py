@@ -9,7 +9,7 @@ portal's time, with a line rate and a byte rate per connection (see :mod:`.fairn
 characters and invalid UTF-8 are dropped and a line longer than
 :data:`~evasync.server.fairness.MAX_LINE` bytes is cut (the player is told). A connection that
 has not logged in is closed after :data:`LOGIN_IDLE` seconds without a line. A player who stops
-reading is hung up on once :data:`BACKLOG_MAX` bytes wait for them.
+reading is not read either, and is hung up on once :data:`BACKLOG_MAX` bytes wait for them.
 
 A connection whose first line is an HTTP request line is hung up on before it plays: a web page
 can post any text to any port, and the lines of its body must not be played (the first account
@@ -272,9 +272,15 @@ class TelnetSession(telnet.TelnetProtocol, TimeoutMixin):
     def pauseProducing(self) -> None:
         if self._backlog is None:  # called again on every write while the buffer is full
             self._backlog = 0
+            # Its input is not read either: what it asks for (answers to negotiations) would
+            # pile up.
+            if self.input is not None:
+                self.input.throttle.hold("output")
 
     def resumeProducing(self) -> None:
         self._backlog = None
+        if self.input is not None:
+            self.input.throttle.release("output")
 
     def stopProducing(self) -> None:
         pass

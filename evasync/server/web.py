@@ -18,7 +18,8 @@ What goes over the WebSocket:
   budget, which calls autobahn's frame parser a slice at a time): raw bytes and lines a second,
   lines cut at :data:`~evasync.server.fairness.MAX_LINE` bytes, control characters dropped; a
   page that does not log in is closed after :data:`~evasync.server.telnet.LOGIN_IDLE` seconds
-  without a line, and the portal's cap on connections per address counts pages too.
+  without a line, and the portal's cap on connections per address counts pages too. A page
+  that does not read what it is sent is not read either, until it does.
 * server to page: JSON text messages, one object each: ``{"text": ...}`` output, with its line
   endings (a message may end mid-line); ``{"game": state, "notice": ...}`` the game process's
   state (``ready``, ``starting``, ``reloading``, ``restarting`` or ``stopping``) and what to tell
@@ -481,9 +482,14 @@ class WebSession(TimeoutMixin):
     def pauseProducing(self) -> None:
         if self._backlog is None:  # called again on every write while the buffer is full
             self._backlog = 0
+            # Its input is not read either: what it asks for (pongs, answers) would pile up.
+            if self.input is not None:
+                self.input.throttle.hold("output")
 
     def resumeProducing(self) -> None:
         self._backlog = None
+        if self.input is not None:
+            self.input.throttle.release("output")
 
     def stopProducing(self) -> None:
         pass
