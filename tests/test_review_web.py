@@ -293,6 +293,35 @@ def test_lines_after_a_refused_binary_message_are_not_played():
     assert portal.lines == []
 
 
+def test_a_message_in_too_many_frames_is_refused_and_not_kept():
+    """Was: empty fragments, which add nothing to a message's size, were each kept (a list
+    entry per 6 bytes received) as long as the message went on: without end for a player
+    logged in."""
+    portal = FakeWebPortal()
+    wire, sock = web_connect(portal)
+    wire.dataReceived(frame(TEXT, b"", fin=False) +
+                      frame(0x0, b"", fin=False) * (web.MAX_FRAMES - 1))
+    portal.turns(5)
+    assert wire.state == wire.STATE_OPEN       # as many frames as a message may have
+    wire.dataReceived(frame(0x0, b"", fin=False) * 10_000)
+    portal.turns(50)
+    assert wire.state == wire.STATE_CLOSING
+    assert struct.pack("!H", web.REFUSED) + b"send a message in" in sock.value()
+    assert len(wire.message_data) <= web.MAX_FRAMES
+    wire.dataReceived(frame(0x0, b"say refused", fin=True))
+    portal.turns(5)
+    assert portal.lines == []
+
+
+def test_a_message_in_a_few_frames_is_a_message():
+    portal = FakeWebPortal()
+    wire, _ = web_connect(portal)
+    wire.dataReceived(frame(TEXT, b"say ", fin=False) + frame(0x0, b"", fin=False) * 100 +
+                      frame(0x0, b"in pieces"))
+    portal.turns(5)
+    assert portal.lines == [(wire.session.sid, "say in pieces")]
+
+
 def test_no_line_is_played_after_a_quit():
     portal = FakeWebPortal()
     wire, _ = web_connect(portal)

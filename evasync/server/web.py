@@ -13,8 +13,8 @@ What goes over the WebSocket:
 
 * page to server: text messages, each one input line (a message holding several lines, a paste,
   is several lines). Never parsed as anything but text. A binary message closes the connection,
-  so do a message over :data:`MAX_MESSAGE` bytes and invalid UTF-8. The input meets the telnet
-  limits, in the same fair turns (a :class:`~evasync.server.fairness.LineInput` on the portal's
+  so do a message over :data:`MAX_MESSAGE` bytes or in over :data:`MAX_FRAMES` frames, and
+  invalid UTF-8. The input meets the telnet limits, in the same fair turns (a :class:`~evasync.server.fairness.LineInput` on the portal's
   budget, which calls autobahn's frame parser a slice at a time): raw bytes and lines a second,
   lines cut at :data:`~evasync.server.fairness.MAX_LINE` bytes, control characters dropped; a
   page that does not log in is closed after :data:`~evasync.server.telnet.LOGIN_IDLE` seconds
@@ -79,6 +79,9 @@ ASSETS = {b"": ("index.html", "text/html"), b"client.js": ("client.js", "text/ja
           b"favicon.svg": ("favicon.svg", "image/svg+xml")}
 #: Bytes in one WebSocket message (or frame) from the page: several lines of a paste.
 MAX_MESSAGE = 16_384
+#: Frames in one message from the page (a browser sends a message as one frame). Empty
+#: fragments add nothing to a message's size: without a cap, each one would be kept.
+MAX_FRAMES = 256
 #: Bytes of body an HTTP request may carry (the page sends none).
 MAX_BODY = 4096
 #: Seconds an HTTP connection may stay idle before it is closed (not the WebSocket's).
@@ -312,6 +315,7 @@ class _Wire(WebSocketServerProtocol):
         self.session: WebSession | None = None
         self.host = ""
         self._texts: list[bytes] = []  # messages parsed, not yet taken by frames()
+        self._frames = 0               # frames of the message being received
 
     def connectionMade(self) -> None:
         self.host = str(getattr(self.transport.getPeer(), "host", "?"))
@@ -356,6 +360,20 @@ class _Wire(WebSocketServerProtocol):
     def onOpen(self) -> None:
         self.session = WebSession(self.factory.portal, self)
         self.session.opened()
+
+    def onMessageBegin(self, isBinary: bool) -> None:
+        self._frames = 0
+        super().onMessageBegin(isBinary)
+
+    def onMessageFrameBegin(self, length: int) -> None:
+        self._frames += 1
+        if self._frames == MAX_FRAMES + 1 and self.session is not None:
+            self.session.close_wire(REFUSED, f"send a message in {MAX_FRAMES} frames at most")
+        super().onMessageFrameBegin(length)
+
+    def onMessageFrameData(self, payload: bytes) -> None:
+        if self._frames <= MAX_FRAMES:  # beyond: refused, and nothing more is kept
+            super().onMessageFrameData(payload)
 
     def onMessage(self, payload: bytes, isBinary: bool) -> None:
         if self.session is None or self.session.closing:
