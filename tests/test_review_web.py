@@ -21,7 +21,7 @@ from twisted.python.failure import Failure
 from twisted.internet.testing import StringTransport
 
 from evasync.server import web
-from evasync.server.fairness import BYTE_BURST
+from evasync.server.fairness import BYTE_BURST, BYTE_RATE
 
 from ._server_support import PASSWORD, TIMEOUT, FakePortal, Server, address, wait_for
 from ._web_support import BINARY, CLOSE, TEXT, WebSocketClient, frame
@@ -373,3 +373,24 @@ def test_the_websocket_address_is_no_open_redirect_and_names_no_versions(server)
     player = WebSocketClient(server.web, source=address())
     assert player.status == 101
     player.close()
+
+
+# -- what a page's frames cost ---------------------------------------------------------------
+
+def test_tiny_frames_are_charged_as_the_work_they_cost():
+    """Was: only their bytes counted. An empty ping is 6 bytes and some 10 us of Python in
+    autobahn's parser (a telnet client's junk costs about 2 ns a byte), so ten pages sending
+    empty pings at the byte rate took 72% of the portal and a telnet player's round trip
+    went from 1.6 ms to 75 ms (median)."""
+    from ._web_support import PING
+
+    portal = FakeWebPortal()
+    wire, sock = web_connect(portal)
+    frames = BYTE_BURST // web.FRAME_COST + 100
+    pings = frame(PING, b"") * frames
+    assert len(pings) < BYTE_BURST // 10          # their bytes alone are far from the burst
+    wire.dataReceived(pings)
+    portal.turns(len(pings) // web.WEB_SLICE + 2)
+    assert sock.producerState == "paused"         # the rest waits for the byte rate
+    portal.advance(frames * web.FRAME_COST / BYTE_RATE)
+    assert sock.producerState == "producing"

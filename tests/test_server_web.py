@@ -21,11 +21,12 @@ import pytest
 from twisted.internet.address import IPv4Address
 from twisted.internet.testing import StringTransport
 
-from evasync.server.fairness import MAX_LINE, SLICE, TURN
+from evasync.server.fairness import MAX_LINE, TURN
 from evasync.server.portal import MAX_PER_ADDRESS
 from evasync.server.rundir import RunDir
 from evasync.server.telnet import BACKLOG_MAX, LOGIN_IDLE
-from evasync.server.web import CLIENT, HUNG_UP, MAX_MESSAGE, REFUSED, STOPPING, _WireFactory
+from evasync.server.web import (CLIENT, HUNG_UP, MAX_MESSAGE, REFUSED, STOPPING, WEB_SLICE,
+                                 _WireFactory)
 
 from ._server_support import FakePortal, Server, address, evasync, wait_for
 from ._web_support import BINARY, CLOSE, PING, TEXT, WebSocketClient, frame
@@ -103,8 +104,8 @@ def test_a_pages_input_waits_for_its_turn_and_is_parsed_a_slice_at_a_time():
     wire, _ = web_connect(portal)
     pings = frame(PING, b"") * 20_000                 # 120 kB that make no line
     wire.dataReceived(pings + frame(TEXT, b"look"))
-    assert wire.session.input.pending >= len(pings) - SLICE   # one slice at most, on arrival
-    portal.turns(len(pings) // SLICE + 1)
+    assert wire.session.input.pending >= len(pings) - WEB_SLICE   # one slice at most, on arrival
+    portal.turns(len(pings) // WEB_SLICE + 1)
     assert portal.lines == [(wire.session.sid, "look")]
 
 

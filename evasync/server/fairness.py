@@ -200,12 +200,16 @@ class LineInput:
         decode: Turns raw bytes into text bytes, with ``\\n`` ending lines (and may act on
             what it finds, as telnet negotiation does); None if they are text already.
         owner: Names the connection in the log.
+        slice: Raw bytes decoded at a time at most, if fewer than the budget's slice: for a
+            ``decode`` that costs more per byte (so that one slice stays short).
     """
 
     def __init__(self, budget: InputBudget, clock: IReactorTime, producer: IPushProducer,
                  deliver: Callable[[bytes], None], notify: Callable[[str], None],
-                 decode: Callable[[bytes], bytes] | None = None, owner: Any = None) -> None:
+                 decode: Callable[[bytes], bytes] | None = None, owner: Any = None,
+                 slice: int | None = None) -> None:
         self._owner = owner
+        self._slice = slice
         self._budget = budget
         self._clock = clock
         self._deliver = deliver
@@ -232,19 +236,26 @@ class LineInput:
         if self.closed:
             return
         self._raw += data
-        self._bytes.charge(len(data))
-        if self._bytes.tokens < 0 and self._byte_wait is None:
-            self.throttle.hold("bytes")
-            self._byte_wait = self._clock.callLater(self._bytes.wait(0), self._bytes_refilled)
+        self.charge(len(data))
         if len(self._raw) >= HIGH_WATER:
             self.throttle.hold("backlog")
         if self._line_wait is None:
             self._budget.ready(self)
 
+    def charge(self, amount: int) -> None:
+        """Count ``amount`` bytes against the byte rate: those received, and what parsing some
+        input costs beyond its size (``decode`` may charge it, per WebSocket frame, say)."""
+        self._bytes.charge(amount)
+        if self._bytes.tokens < 0 and self._byte_wait is None:
+            self.throttle.hold("bytes")
+            self._byte_wait = self._clock.callLater(self._bytes.wait(0), self._bytes_refilled)
+
     def serve(self, limit: int) -> bool:
         if self.closed or not self._split():
             return False
         if self._raw:
+            if self._slice is not None:
+                limit = min(limit, self._slice)
             chunk = bytes(self._raw[:limit])
             del self._raw[:limit]
             self._text += self._decode(chunk) if self._decode is not None else chunk

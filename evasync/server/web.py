@@ -14,12 +14,14 @@ What goes over the WebSocket:
 * page to server: text messages, each one input line (a message holding several lines, a paste,
   is several lines). Never parsed as anything but text. A binary message closes the connection,
   so do a message over :data:`MAX_MESSAGE` bytes or in over :data:`MAX_FRAMES` frames, and
-  invalid UTF-8. The input meets the telnet limits, in the same fair turns (a :class:`~evasync.server.fairness.LineInput` on the portal's
-  budget, which calls autobahn's frame parser a slice at a time): raw bytes and lines a second,
-  lines cut at :data:`~evasync.server.fairness.MAX_LINE` bytes, control characters dropped; a
-  page that does not log in is closed after :data:`~evasync.server.telnet.LOGIN_IDLE` seconds
-  without a line, and the portal's cap on connections per address counts pages too. A page
-  that does not read what it is sent is not read either, until it does.
+  invalid UTF-8. The input meets the telnet limits, in the same fair turns (a
+  :class:`~evasync.server.fairness.LineInput` on the portal's budget, which calls autobahn's
+  frame parser a slice at a time): raw bytes (each frame counting :data:`FRAME_COST` more) and
+  lines a second, lines cut at :data:`~evasync.server.fairness.MAX_LINE` bytes, control
+  characters dropped; a page that does not log in is closed after
+  :data:`~evasync.server.telnet.LOGIN_IDLE` seconds without a line, and the portal's cap on
+  connections per address counts pages too. A page that does not read what it is sent is not
+  read either, until it does.
 * server to page: JSON text messages, one object each: ``{"text": ...}`` output, with its line
   endings (a message may end mid-line); ``{"game": state, "notice": ...}`` the game process's
   state (``ready``, ``starting``, ``reloading``, ``restarting`` or ``stopping``) and what to tell
@@ -79,6 +81,13 @@ ASSETS = {b"": ("index.html", "text/html"), b"client.js": ("client.js", "text/ja
           b"favicon.svg": ("favicon.svg", "image/svg+xml")}
 #: Bytes in one WebSocket message (or frame) from the page: several lines of a paste.
 MAX_MESSAGE = 16_384
+#: Bytes each frame from the page counts for in the byte rate, beyond its own: autobahn parses
+#: a frame in Python (some 10 us), so tiny frames (empty pings) cost a thousand times more per
+#: byte than a telnet client's junk. With it, a page may send 256 frames a second, sustained.
+FRAME_COST = 128
+#: Raw bytes of a page's input parsed at a time (the budget's slice is for cheaper bytes): a
+#: slice of empty frames stays well under a millisecond.
+WEB_SLICE = 256
 #: Frames in one message from the page (a browser sends a message as one frame). Empty
 #: fragments add nothing to a message's size: without a cap, each one would be kept.
 MAX_FRAMES = 256
@@ -316,6 +325,7 @@ class _Wire(WebSocketServerProtocol):
         self.host = ""
         self._texts: list[bytes] = []  # messages parsed, not yet taken by frames()
         self._frames = 0               # frames of the message being received
+        self._parsed = 0               # frames parsed by the current call of frames()
 
     def connectionMade(self) -> None:
         self.host = str(getattr(self.transport.getPeer(), "host", "?"))
@@ -333,9 +343,13 @@ class _Wire(WebSocketServerProtocol):
             self.session.input.received(data)
 
     def frames(self, data: bytes) -> bytes:
-        """The text messages that ``data`` completes, each ended with ``\n``."""
+        """The text messages that ``data`` completes, each ended with ``\n``; every frame in
+        it is charged :data:`FRAME_COST` to the session's byte rate."""
         if data:
+            self._parsed = 0
             super().dataReceived(data)
+            if self._parsed and self.session is not None and self.session.input is not None:
+                self.session.input.charge(self._parsed * FRAME_COST)
         texts, self._texts = self._texts, []
         return b"".join(text + b"\n" for text in texts)
 
@@ -360,6 +374,10 @@ class _Wire(WebSocketServerProtocol):
     def onOpen(self) -> None:
         self.session = WebSession(self.factory.portal, self)
         self.session.opened()
+
+    def onFrameBegin(self) -> None:
+        self._parsed += 1
+        super().onFrameBegin()
 
     def onMessageBegin(self, isBinary: bool) -> None:
         self._frames = 0
@@ -434,7 +452,7 @@ class WebSession(TimeoutMixin):
         self._open = True
         socket = self.wire.transport
         self.input = LineInput(self.portal.budget, self.portal.reactor, socket, self._line,
-                               self.send, decode=self.wire.frames, owner=self)
+                               self.send, decode=self.wire.frames, owner=self, slice=WEB_SLICE)
         # twisted.web registered its HTTP channel as the socket's producer; the channel is done
         # with this socket, and the session wants to hear when the player stops reading.
         socket.unregisterProducer()
