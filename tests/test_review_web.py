@@ -92,7 +92,21 @@ def test_a_page_whose_name_was_rebound_to_this_machine_may_not_open_the_websocke
     for ours in (f"127.0.0.1:{port}", f"localhost:{port}", f"[::1]:{port}"):
         assert handshake(server, ours, origin=f"http://{ours}") == 101, ours
         assert handshake(server, ours) == 101, ours   # a client that is no browser
-    assert "refused a WebSocket for the host name 'rebind.attacker.example'" in server.log()
+    assert "refused a request for the host name 'rebind.attacker.example'" in server.log()
+
+
+def test_the_page_explains_a_host_name_it_does_not_answer_to(server):
+    """Was: the page loaded, and its WebSocket was refused with nothing said: the page
+    reconnected forever (and a page of another site could read ours)."""
+    port = web_port(server)
+    sock = socket.create_connection(("127.0.0.1", port), timeout=TIMEOUT,
+                                    source_address=(address(), 0))
+    sock.sendall(b"GET / HTTP/1.1\r\nHost: rebind.attacker.example:%d\r\n"
+                 b"Connection: close\r\n\r\n" % port)
+    got = answer(sock).decode("utf-8", "replace")
+    sock.close()
+    assert got.startswith("HTTP/1.1 403") and "--web-host" in got, got[:300]
+    assert "client.js" not in got
 
 
 @pytest.mark.parametrize("listening, name, ours", [
@@ -162,7 +176,7 @@ def test_the_web_port_holds_a_bounded_number_of_sockets_from_one_address(server,
     def page(src: str) -> bytes:
         sock = connect(src)
         try:
-            sock.sendall(b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+            sock.sendall(b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n")
         except OSError:
             return b""
         got = answer(sock)

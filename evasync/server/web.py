@@ -29,11 +29,11 @@ What goes over the WebSocket:
   connection ("" for none).
 
 Who may open the WebSocket: the first account made is the superuser, whose ``py`` runs any
-Python, so no page of another site may play from the reader's browser. The handshake must name
+Python, so no page of another site may play from the reader's browser. Every request must name
 the server by an IP address, ``localhost``, or (when it listens beyond loopback) by the name it
 listens on or this machine's name: any other name is a name whose DNS someone else answers, who
-could make it resolve to this machine (DNS rebinding). A browser's ``Origin`` must then be the
-page's own address.
+could make it resolve to this machine (DNS rebinding); it is refused (403) with the way out. A
+browser's ``Origin`` must then be the page's own address.
 
 The web port holds at most :data:`MAX_SOCKETS` sockets from one address (``--exempt-address``
 excepted), and a socket still speaking HTTP is closed :data:`HTTP_LIFETIME` seconds after it
@@ -140,8 +140,8 @@ def game_state(portal: "Portal") -> str:
 
 
 def names_us(name: str, listening: str) -> bool:
-    """Whether a WebSocket handshake whose Host header names ``name`` is for this server, the
-    web client listening on the address ``listening``.
+    """Whether a request whose Host header names ``name`` is for this server, the web client
+    listening on the address ``listening``.
 
     An IP address and ``localhost`` (and its subdomains, which browsers resolve themselves)
     always are; beyond loopback, so are ``listening`` and this machine's names. Any other name
@@ -170,15 +170,24 @@ def _machine_names() -> frozenset[str]:
     return frozenset(name.lower() for name in (socket.gethostname(), socket.getfqdn()))
 
 
+def _host_name(header: str) -> str:
+    """The name in a Host header, without its port ("" if there is none)."""
+    try:
+        return urlsplit(f"//{header}").hostname or ""
+    except ValueError:  # a malformed IPv6 address
+        return ""
+
+
 def site(portal: "Portal") -> server.Site:
     """The page and its WebSocket, as a site for the portal to listen with."""
-    factory = _WireFactory(portal, listening=portal.web[0] if portal.web else "127.0.0.1")
+    factory = _WireFactory(portal)
     root = resource.Resource()
     for name, (filename, kind) in ASSETS.items():
         root.putChild(name, _Asset(CLIENT / filename, kind))
     root.putChild(b"ws", WebSocketResource(factory))
     portal.phase_watchers.append(lambda: _announce(portal))
-    web = _Site(root, portal.exempt, portal.reactor)
+    web = _Site(root, portal.web[0] if portal.web else "127.0.0.1", portal.exempt,
+                portal.reactor)
     factory.site = web
     return web
 
@@ -190,8 +199,9 @@ def _announce(portal: "Portal") -> None:
 
 
 class _Site(server.Site):
-    """The web port: at most :data:`MAX_SOCKETS` sockets open from one address (addresses in
-    ``exempt`` excepted), counted from accept to close, whether HTTP or WebSocket.
+    """The web port, listening on the address ``listening``: requests for other host names are
+    refused (see :func:`names_us`); at most :data:`MAX_SOCKETS` sockets open from one address
+    (addresses in ``exempt`` excepted), counted from accept to close, whether HTTP or WebSocket.
 
     Attributes:
         open: The sockets open, by address.
@@ -199,9 +209,11 @@ class _Site(server.Site):
 
     noisy = False
 
-    def __init__(self, root: resource.Resource, exempt: frozenset[str], reactor: Any) -> None:
+    def __init__(self, root: resource.Resource, listening: str, exempt: frozenset[str],
+                 reactor: Any) -> None:
         super().__init__(root, requestFactory=_Request, timeout=HTTP_IDLE, reactor=reactor)
         self.protocol = _Channel
+        self.listening = listening
         self.exempt = exempt
         self.open: Counter[str] = Counter()
         self._refusing: set[str] = set()
@@ -218,6 +230,18 @@ class _Site(server.Site):
         channel = super().buildProtocol(addr)
         channel.host = host
         return channel
+
+    def getResourceFor(self, request: server.Request) -> resource.IResource:
+        name = _host_name((request.getHeader(b"host") or b"").decode("latin-1"))
+        if not names_us(name, self.listening):
+            log.warn("refused a request for the host name {name!r}: not a name of this server "
+                     "(a page of another site, its name made to resolve here?). To play by "
+                     "that name, start the server with --web-host {name}", name=name)
+            return resource.ErrorPage(
+                403, "Not this server's name",
+                "Open the game's page by the address the server gave (evasync status shows "
+                "it), or start the server with --web-host and the name you use.")
+        return super().getResourceFor(request)
 
     def release(self, host: str) -> None:
         """A socket from ``host`` has closed."""
@@ -289,13 +313,10 @@ class _Asset(resource.Resource):
 
 
 class _WireFactory(WebSocketServerFactory):
-    """Makes the WebSockets of the web client listening on the address ``listening``."""
-
-    def __init__(self, portal: "Portal", listening: str = "127.0.0.1") -> None:
+    def __init__(self, portal: "Portal") -> None:
         # server=None: no "Server: AutobahnPython/<version>" header in the handshake's answer.
         super().__init__(reactor=portal.reactor, server=None)
         self.portal = portal
-        self.listening = listening
         #: The web port's site, told when a WebSocket's socket closes (None in some tests).
         self.site: _Site | None = None
         self.protocol = _Wire
@@ -354,17 +375,7 @@ class _Wire(WebSocketServerProtocol):
         return b"".join(text + b"\n" for text in texts)
 
     def onConnect(self, request: Any) -> None:
-        host = request.headers.get("host", "")
-        try:
-            name = urlsplit(f"//{host}").hostname or ""
-        except ValueError:  # a malformed IPv6 address
-            name = ""
-        if not names_us(name, self.factory.listening):
-            log.warn("refused a WebSocket for the host name {name!r}: not a name of this "
-                     "server (a page of another site, its name made to resolve here?). To "
-                     "play by that name, start the server with --web-host {name}",
-                     name=name)
-            raise ConnectionDeny(403, "open the game's page by the address the server gave")
+        # The host name was checked by the site (_Site.getResourceFor).
         origin = request.headers.get("origin")
         # A page from another site must not play (or make accounts) with the reader's browser.
         if origin is not None and urlsplit(origin).netloc != request.headers.get("host"):
