@@ -22,6 +22,7 @@ from twisted.internet.testing import StringTransport
 
 from evasync.server import web
 from evasync.server.fairness import BYTE_BURST, BYTE_RATE
+from evasync.server.game import FREE_FAILURES
 
 from ._server_support import PASSWORD, TIMEOUT, FakePortal, Server, address, wait_for
 from ._web_support import BINARY, CLOSE, TEXT, WebSocketClient, frame
@@ -408,3 +409,17 @@ def test_tiny_frames_are_charged_as_the_work_they_cost():
     assert sock.producerState == "paused"         # the rest waits for the byte rate
     portal.advance(frames * web.FRAME_COST / BYTE_RATE)
     assert sock.producerState == "producing"
+
+
+# -- limits shared with telnet ---------------------------------------------------------------
+
+def test_failed_logins_count_per_address_whether_telnet_or_web(server):
+    source = address()
+    telnet = server.client(source=source)
+    for attempt in range(FREE_FAILURES):   # a name each: only the address's count adds up
+        telnet.command(f"connect Guess{attempt} wrong-pw", "Wrong name or password")
+    page = WebSocketClient(server.web, source=source)
+    page.expect("create <name> <password>")
+    page.command("connect Guessnext wrong-pw", r"Too many failed logins: wait \d+ s")
+    telnet.close()
+    page.close()
