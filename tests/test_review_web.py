@@ -196,6 +196,43 @@ def test_the_web_port_holds_a_bounded_number_of_sockets_from_one_address(server,
     assert f"refusing sockets on the web port from {source}" in server.log()
 
 
+def test_every_way_a_socket_ends_gives_its_place_back(server):
+    """Pages, WebSockets quitting, refused or broken off: more of them, one after another,
+    than the cap holds at once, and the address is still served."""
+    port = web_port(server)
+    source = address()
+    key = "dGhlIHNhbXBsZSBub25jZQ=="
+
+    def raw(request: bytes, abort: bool = False) -> bytes:
+        sock = socket.create_connection(("127.0.0.1", port), timeout=TIMEOUT,
+                                        source_address=(source, 0))
+        sock.sendall(request)
+        if abort:   # a reset, not a close
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            sock.recv(1)
+            sock.close()
+            return b""
+        got = answer(sock)
+        sock.close()
+        return got
+
+    upgrade = (f"GET /ws HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nUpgrade: websocket\r\n"
+               "Connection: Upgrade\r\nSec-WebSocket-Version: 13\r\n")
+    for _ in range(web.MAX_SOCKETS // 4 + 1):
+        assert raw(b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
+                   ).startswith(b"HTTP/1.1 200")
+        assert raw(f"{upgrade}Origin: http://attacker.example\r\n"
+                   f"Sec-WebSocket-Key: {key}\r\n\r\n".encode()).startswith(b"HTTP/1.1 403")
+        assert raw(f"{upgrade}\r\n".encode()).startswith(b"HTTP/1.1 400")   # no key
+        raw(f"{upgrade}Sec-WebSocket-Key: {key}\r\n\r\n".encode(), abort=True)
+        page = WebSocketClient(server.web, source=source)
+        page.expect("create <name> <password>")
+        page.send_raw(frame(BINARY, b"x"))
+        page.wait_closed()
+    assert raw(b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
+               ).startswith(b"HTTP/1.1 200")
+
+
 class FakeWebPortal(FakePortal):
     """A portal in virtual time with a game process that is ready, as :func:`web.site` sees it."""
 
