@@ -196,6 +196,37 @@ def test_the_web_port_holds_a_bounded_number_of_sockets_from_one_address(server,
     assert f"refusing sockets on the web port from {source}" in server.log()
 
 
+@pytest.mark.parametrize("path", [
+    "/../evasync.db", "/%2e%2e/%2e%2e/etc/passwd", "/..%2f..%2fetc%2fpasswd",
+    "/webclient/../web.py", "/web.py", "/client.js%00.html", "/CLIENT.JS", "/ws/..%2fweb.py",
+])
+def test_the_page_serves_its_own_files_and_nothing_else(server, path):
+    sock = socket.create_connection(("127.0.0.1", web_port(server)), timeout=TIMEOUT,
+                                    source_address=(address(), 0))
+    sock.sendall(f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
+                 .encode())
+    got = answer(sock)
+    sock.close()
+    assert got.startswith((b"HTTP/1.1 404", b"HTTP/1.1 426")), (path, got[:200])
+    assert b"import" not in got and b"root:" not in got
+
+
+def test_huge_request_heads_are_refused(server, admin):
+    for head in (b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Big: " + b"a" * 100_000 + b"\r\n\r\n",
+                 b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\n" + b"X-A: b\r\n" * 2000 + b"\r\n",
+                 b"GET /" + b"a" * 100_000 + b" HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"):
+        sock = socket.create_connection(("127.0.0.1", web_port(server)), timeout=TIMEOUT,
+                                        source_address=(address(), 0))
+        try:
+            sock.sendall(head)
+        except OSError:
+            pass                  # the server hung up while it was being sent
+        got = answer(sock)
+        sock.close()
+        assert got == b"" or got.startswith(b"HTTP/1.1 400"), got[:200]
+    admin.command("look", "The Demo Room")
+
+
 def test_every_way_a_socket_ends_gives_its_place_back(server):
     """Pages, WebSockets quitting, refused or broken off: more of them, one after another,
     than the cap holds at once, and the address is still served."""
