@@ -148,7 +148,8 @@ def members(classes: dict[type, str]) -> dict[str, list[str]]:
     and is documented by an entry on any public class of the MRO that has it."""
     found: dict[str, list[str]] = {}
     for cls in classes:
-        ours = [base for base in cls.__mro__ if base.__module__.split(".")[0] == "evasync"]
+        package = cls.__module__.split(".")[0]  # not Exception's members, nor list's
+        ours = [base for base in cls.__mro__ if base.__module__.split(".")[0] == package]
         for member in set().union(*(own_members(base) for base in ours)):
             owners = [classes[base] for base in cls.__mro__ if base in classes
                       and any(member in own_members(b) for b in base.__mro__ if b in ours)]
