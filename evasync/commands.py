@@ -119,14 +119,28 @@ class Command:
 class MuxCommand(Command):
     """A command that parses ``name[/switch/...] lhs [= rhs]`` like upstream's MuxCommand.
 
-    After ``parse()``: ``raw`` (the arguments as typed, switches included), ``switches``
-    (as typed), ``args`` (stripped, switches removed), ``arglist`` (``args`` split on
-    whitespace), ``lhs``/``rhs`` (split on the first ``rhs_split`` delimiter found, ``"="`` by
-    default; ``rhs`` is None without one), ``lhslist``/``rhslist`` (split on commas; ``[""]``
-    for an empty side, ``rhslist`` is ``[]`` without a delimiter, as upstream). If
-    ``switch_options`` is set, a switch may be abbreviated to a unique prefix (any case) and is
-    replaced by the option's own spelling; ambiguous and unknown switches are reported to the
-    caller and dropped.
+    Its :meth:`parse` sets the attributes below from ``args``, as upstream's does; a subclass
+    that overrides ``parse()`` calls ``super().parse()`` to keep them.
+
+    Attributes:
+        switch_options: The switches the command knows (a class attribute; default none). When
+            set, a switch may be typed in any case and abbreviated to a unique prefix, and is
+            replaced by the option's own spelling; ambiguous and unknown switches are reported
+            to the caller and dropped. When empty, every switch is kept as typed.
+        rhs_split: The delimiter between ``lhs`` and ``rhs`` (a class attribute; default
+            ``"="``), or a tuple of them: the first one of the tuple that occurs in the
+            arguments is used.
+        raw: (after parse) The arguments as typed, switches included.
+        switches: (after parse) The switches: the ``/a/b`` right after the command name
+            (``look/a/b``), as a list of names without the slashes.
+        args: (after parse) The arguments, stripped, without the switches.
+        arglist: (after parse) ``args`` split on whitespace.
+        lhs: (after parse) ``args`` before the delimiter (all of it without one), stripped.
+        rhs: (after parse) ``args`` after the delimiter, stripped; None without a delimiter.
+        lhslist: (after parse) ``lhs`` split on commas, each part stripped (``[""]`` when
+            ``lhs`` is empty).
+        rhslist: (after parse) ``rhs`` split the same way; ``[]`` without a delimiter, as
+            upstream.
     """
 
     switch_options: tuple[str, ...] = ()
@@ -180,7 +194,14 @@ class MuxCommand(Command):
 
 
 class CmdSet:
-    """A named group of commands. Fill it in :meth:`at_cmdset_creation` with :meth:`add`."""
+    """A named group of commands. Fill it in :meth:`at_cmdset_creation` with :meth:`add`.
+
+    Attributes:
+        key: The set's name, for people reading it (default ``"cmdset"``): an object's sets are
+            told apart by their class, not by key.
+        commands: The set's commands, a dict from each command's key to its class, filled by
+            :meth:`add` (a command with the key of one already there replaces it).
+    """
 
     key: str = "cmdset"
 

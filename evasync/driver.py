@@ -97,6 +97,15 @@ class ask:
         question: Sent to the caller.
         timeout: Seconds to wait for an answer; None waits until answered (or the caller leaves).
         default: The answer used when the timeout passes.
+
+    Raises:
+        TypeError: ``question`` is not a string.
+        ValueError: ``timeout`` is not None nor a finite number >= 0.
+
+    Attributes:
+        question: The question, as given.
+        timeout: The timeout, as given.
+        default: The default answer, as given.
     """
 
     __slots__ = ("question", "timeout", "default", "_answer")
@@ -129,6 +138,9 @@ class sleep:
 
     Raises:
         ValueError: ``seconds`` is negative, NaN, infinite or not a number.
+
+    Attributes:
+        seconds: The pause, as a float.
     """
 
     __slots__ = ("seconds",)
