@@ -35,9 +35,13 @@ class Command:
         locks: A lock string; ``"cmd:..."`` decides who may use it (default everyone). An invalid
             lock string is a :class:`~evasync.locks.LockError` when the class is created.
         help_category: Group shown by ``help``.
-        runs_during_questions: True for a command that still runs while a question waits for
-            the caller's answer, when the line is just its name or an alias (``quit``, say);
-            any other line is the answer. Default False.
+        runs_during_questions: Whether the command runs while a question waits for the
+            caller's answer (default False: every line typed then is the answer). When True,
+            a line that is exactly the command's key or one of its aliases, in any case and
+            with the spaces around it ignored, runs the command if the caller passes its
+            ``cmd`` lock, and the question goes on waiting; with anything after the name
+            (``quit now``) the line is the answer. On the demo server, ``quit`` and the
+            superuser's ``reload`` set it; ``help`` does not.
         caller: (at run time) The object that typed the command.
         args: (at run time) Everything typed after the command name, as typed.
         cmdstring: (at run time) The name or alias the caller used.
