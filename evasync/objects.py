@@ -10,6 +10,7 @@ from __future__ import annotations
 import functools
 from typing import TYPE_CHECKING, Any, Callable, Iterable, Protocol
 
+from twisted.internet.defer import Deferred
 from twisted.logger import Logger
 
 from . import _codec
@@ -357,7 +358,7 @@ class DefaultObject:
             self._cmdset = CmdSetHandler(self)
         return self._cmdset
 
-    def execute_cmd(self, raw_string: str, session: Any = None) -> Any:
+    def execute_cmd(self, raw_string: str, session: Any = None) -> Deferred:
         """Handle one line of input from this object's player.
 
         The line answers the oldest question a generator is waiting on for this object, if any;

@@ -31,6 +31,7 @@ from twisted.logger import Logger, LogLevel
 from twisted.python.failure import Failure
 
 from . import _codec, _failures
+from ._codec import Trust
 from ._timers import Timers
 from .store import ID_BLOCK, Store
 
@@ -216,7 +217,7 @@ class TaskHandler:
     """
 
     def __init__(self, clock: IReactorTime, store: Store, lookup: Callable[[int], Any],
-                 trust: _codec.Trust | None = None, timers: Timers | None = None) -> None:
+                 trust: Trust | None = None, timers: Timers | None = None) -> None:
         self._clock = clock
         # Shared with the driver by the runtime, so a delay and a pause due at the same time
         # run in the order they were made.

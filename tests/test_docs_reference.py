@@ -246,6 +246,17 @@ def test_types_in_the_reference_read_as_types(built_site):
     assert not bad, f"fields that do not read as a type: {bad}"
 
 
+def test_the_reference_names_no_private_module(built_site):
+    """A type written as autodoc found it in the source (``_codec.Trust``) shows the reader a
+    module they may not import; the reference says ``Trust`` and links to it."""
+    private = re.compile(r"(?<![\w.])(?:evasync\.)?_[a-z]\w*\.\w")
+    shown = [(path.stem, text) for path in sorted((built_site.doctrees / "reference").glob(
+                 "*.doctree"))
+             for text in map(str, pickle.loads(path.read_bytes()).findall(nodes.Text))
+             if private.search(text)]
+    assert shown == []
+
+
 class _Documented:
     """A class of this test: ``shown`` and ``hidden`` stand for a documented and an
     undocumented member."""
