@@ -304,12 +304,16 @@ class CmdSetHandler:
     def __init__(self, obj: "DefaultObject") -> None:
         self._obj = obj
         self._trust = obj._runtime.trust
-        self._default: str | None = None
         self._sets: list[CmdSet] = []
+        stored = list(obj.db.get(self._DB_KEY) or [])
+        # The set of add_default() goes first, as it did when it was added.
+        self._default: str | None = obj.db.get(self._DEFAULT_KEY)
+        base = [self._default] if self._default in stored else []
         # One set that fails to load (a typo in a game module, say) must not take the others,
         # such as the one holding `reload`, down with it: log it and go on.
-        for origin, cmdsets in (("default", getattr(type(obj), "default_cmdsets", ())),
-                                ("stored", obj.db.get(self._DB_KEY) or [])):
+        for origin, cmdsets in (("base", base),
+                                ("default", getattr(type(obj), "default_cmdsets", ())),
+                                ("stored", [path for path in stored if path not in base])):
             for cmdset in cmdsets:
                 try:
                     self._sets.append(_cmdset_class(cmdset, self._trust)())

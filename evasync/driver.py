@@ -15,8 +15,10 @@ A driven **coroutine** (``async def``) may await:
 * any Twisted ``Deferred`` (``run_async(...)``, ``task.get_deferred()``, Twisted's own APIs),
   and other coroutines that await these.
 
-Anything else is thrown back into the body as a :class:`YieldError` where it yielded or awaited,
-so it can catch it. Pauses and questions live in memory only: a reload, a disconnect or the
+Anything else that reaches the driver is thrown back into the body as a :class:`YieldError`
+where it yielded or awaited, so it can catch it. What another event loop's library awaits may
+fail before it gets that far: ``await asyncio.sleep(5)`` raises asyncio's own ``RuntimeError``
+(no running event loop) inside ``asyncio.sleep``; use :func:`sleep`. Pauses and questions live in memory only: a reload, a disconnect or the
 caller's deletion ends the body and it is not resumed: a generator is closed (``GeneratorExit``
 at its ``yield``), a coroutine gets :class:`CallerGone` at its ``await``; their ``finally``
 blocks run. What the body returns (``return value``, or :func:`returnValue`) is the result of

@@ -263,6 +263,8 @@ class TaskHandler:
             task.due += offset
             if task.persistent:
                 self._store.set_task_state(task.id, task.state, task.due)
+        # The same shift for every entry keeps the heap a heap.
+        self._cancelled = [(due + offset, task_id) for due, task_id in self._cancelled]
         if self._timers.clock is not clock:
             self._timers.move_to(clock)
         self._clock = clock

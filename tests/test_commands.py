@@ -1040,6 +1040,15 @@ def test_add_default_puts_the_base_set_first_stores_it_and_replaces_an_older_def
     assert kinds == [BasicCmdSet, DanceCmdSet]       # the old default replaced, order kept
 
 
+def test_add_default_stays_first_after_a_reload_before_the_typeclass_defaults(rt):
+    alice = Player(rt, "Alice", typeclass=_commands_support.DancerCharacter)
+    alice.obj.cmdset.add_default(BasicCmdSet)
+    before = [type(s) for s in alice.obj.cmdset.all()]
+    rt.reload()
+    alice.refetch()
+    assert [type(s) for s in alice.obj.cmdset.all()] == before == [BasicCmdSet, DanceCmdSet]
+
+
 def test_only_the_lock_of_the_command_typed_is_checked(rt):
     checked = []
 
