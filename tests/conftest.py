@@ -1,4 +1,5 @@
-"""Shared fixtures: a virtual-time runtime, a clean call record, and captured log events."""
+"""Shared fixtures: a virtual-time runtime, a clean call record, captured log events, and no
+autobahn timer left behind."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ from typing import Iterator
 import pytest
 from twisted.logger import LogLevel, formatEvent, globalLogPublisher
 
+from evasync.server import web as _web
 from evasync.testing import VirtualRuntime
 
 from . import _support
@@ -51,3 +53,24 @@ def built_site(tmp_path_factory: pytest.TempPathFactory):
     from ._site import build
 
     return build(tmp_path_factory.mktemp("site"))
+
+
+@pytest.fixture(autouse=True)
+def autobahn_timers(monkeypatch):
+    """autobahn schedules its timers (pings, handshake timeouts) through txaio on the global
+    reactor, whatever reactor its factory was given: the timers of the WebSockets made by tests in
+    virtual time are cancelled after each test, or a later trial test finds the reactor
+    unclean."""
+    made = []
+    build = _web._WireFactory.__init__
+
+    def recorded(self, *args, **kwargs):
+        build(self, *args, **kwargs)
+        made.append(self)
+
+    monkeypatch.setattr(_web._WireFactory, "__init__", recorded)
+    yield
+    for factory in made:
+        for call, _ in list(factory._batched_timer._buckets.values()):
+            if call.active():
+                call.cancel()

@@ -43,27 +43,6 @@ def admin(server):
     client.close()
 
 
-@pytest.fixture(autouse=True)
-def autobahn_timers(monkeypatch):
-    """autobahn schedules its timers (pings, handshake timeouts) through txaio on the global
-    reactor, whatever reactor its factory was given: the timers of the WebSockets made here in
-    virtual time are cancelled after each test, or a later trial test finds the reactor
-    unclean."""
-    made = []
-    build = web._WireFactory.__init__
-
-    def recorded(self, *args, **kwargs):
-        build(self, *args, **kwargs)
-        made.append(self)
-
-    monkeypatch.setattr(web._WireFactory, "__init__", recorded)
-    yield
-    for factory in made:
-        for call, _ in list(factory._batched_timer._buckets.values()):
-            if call.active():
-                call.cancel()
-
-
 def web_port(server: Server) -> int:
     return int(server.web.rstrip("/").rsplit(":", 1)[1])
 

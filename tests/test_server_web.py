@@ -431,3 +431,25 @@ def test_the_daemon_says_where_the_web_client_is_and_can_go_without(tmp_path):
         assert RunDir(db).state()["web"] is None
     finally:
         evasync("stop", db=db)
+
+
+@pytest.mark.parametrize("host, web, exposed", [
+    ("127.0.0.1", ("127.0.0.1", 4001), None),
+    ("::1", ("localhost", 4001), None),
+    ("127.0.0.1", None, None),
+    ("0.0.0.0", None, "0.0.0.0"),
+    ("127.0.0.1", ("0.0.0.0", 4001), "0.0.0.0"),
+    ("192.0.2.7", ("game.example", 4001), "192.0.2.7, game.example"),
+])
+def test_listening_beyond_loopback_warns_that_the_first_account_is_the_superuser(
+        monkeypatch, tmp_path, capsys, host, web, exposed):
+    from evasync.server import control, portal
+
+    monkeypatch.setattr(portal, "run", lambda *args: 0)
+    assert control.start(host, 4000, str(tmp_path / "evasync.db"), True, web=web) == 0
+    err = capsys.readouterr().err
+    if exposed is None:
+        assert "warning" not in err
+    else:
+        assert f"warning: listening beyond loopback ({exposed}): the first account created " \
+               "becomes the superuser" in err

@@ -6,6 +6,7 @@ reload are signals to it (SIGTERM, SIGHUP), the same a system service manager wo
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import signal
 import subprocess
@@ -48,6 +49,29 @@ def _describe(state: dict) -> str:
             f"game pid {state.get('game_pid')}; log {state.get('log')}")
 
 
+def exposure_warning(host: str, web: tuple[str, int] | None) -> str | None:
+    """What to tell the operator when the server listens beyond loopback (None if it does not).
+
+    The first account made is the superuser, whose ``py`` runs any Python, and telnet and the
+    web client carry passwords as plain text: on a network, a stranger could be first.
+    """
+    exposed = [name for name in (host, web[0] if web else None)
+               if name is not None and not _loopback(name)]
+    if not exposed:
+        return None
+    return (f"warning: listening beyond loopback ({', '.join(dict.fromkeys(exposed))}): the "
+            "first account created becomes the superuser, whose 'py' runs any Python on this "
+            "machine, and passwords cross the network as plain text. Create your own account "
+            "first, and serve the demo only on a network you trust.")
+
+
+def _loopback(host: str) -> bool:
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return host == "localhost"
+
+
 def start(host: str, port: int, db: str | None, foreground: bool, speed: float = 1.0,
           console: bool = True, exempt: Iterable[str] = (), typeclass: str | None = None,
           web: tuple[str, int] | None = None) -> int:
@@ -60,6 +84,9 @@ def start(host: str, port: int, db: str | None, foreground: bool, speed: float =
     if running is not None:
         print(f"evasync is already running (pid {running}) for {rundir.db}", file=sys.stderr)
         return 1
+    warning = exposure_warning(host, web)
+    if warning:
+        print(warning, file=sys.stderr)
     if foreground:
         from .portal import run
 
