@@ -24,7 +24,8 @@ from evasync.server.commands import CmdPy
 from evasync.server.game import CREATES_PER_ADDRESS, FREE_FAILURES
 from evasync.server.portal import MAX_PER_ADDRESS
 from evasync.server.fairness import MAX_LINE
-from evasync.server.telnet import BACKLOG_MAX, clean
+from evasync.server.output import BACKLOG_MAX
+from evasync.server.telnet import clean
 
 from ._server_support import TIMEOUT, Client, Server, address, wait_for
 

@@ -24,7 +24,8 @@ from twisted.internet.testing import StringTransport
 from evasync.server.fairness import MAX_LINE, TURN
 from evasync.server.portal import MAX_PER_ADDRESS
 from evasync.server.rundir import RunDir
-from evasync.server.telnet import BACKLOG_MAX, LOGIN_IDLE
+from evasync.server.output import BACKLOG_MAX
+from evasync.server.telnet import LOGIN_IDLE
 from evasync.server.web import (CLIENT, HUNG_UP, MAX_MESSAGE, REFUSED, STOPPING, WEB_SLICE,
                                  _WireFactory)
 

@@ -9,7 +9,8 @@ portal's time, with a line rate and a byte rate per connection (see :mod:`.fairn
 characters and invalid UTF-8 are dropped and a line longer than
 :data:`~evasync.server.fairness.MAX_LINE` bytes is cut (the player is told). A connection that
 has not logged in is closed after :data:`LOGIN_IDLE` seconds without a line. A player who stops
-reading is not read either, and is hung up on once :data:`BACKLOG_MAX` bytes wait for them.
+reading is not read either, and is hung up on once
+:data:`~evasync.server.output.BACKLOG_MAX` bytes wait for them.
 
 A connection whose first line is an HTTP request line is hung up on before it plays: a web page
 can post any text to any port, and the lines of its body must not be played (the first account
@@ -23,19 +24,17 @@ from collections import deque
 from typing import TYPE_CHECKING, Any
 
 from twisted.conch import telnet
-from twisted.internet.interfaces import IPushProducer
 from twisted.logger import Logger, LogLevel
 from twisted.protocols.policies import TimeoutMixin
-from zope.interface import implementer
 
 from .fairness import LineInput
+from .output import OutputBacklog
 
 if TYPE_CHECKING:
     from .portal import Portal
 
 log = Logger(namespace="evasync.server.telnet")
 
-BACKLOG_MAX = 1 << 20   # bytes of output waiting for a player who does not read, before hanging up
 LOGIN_IDLE = 300.0      # seconds without a line before a connection not logged in is closed
 SB_MAX = 512            # bytes in a subnegotiation (a window size takes 4); longer: dropped
 
@@ -162,8 +161,7 @@ class TelnetTransport(telnet.TelnetTransport):
                         level=LogLevel.error)
 
 
-@implementer(IPushProducer)
-class TelnetSession(telnet.TelnetProtocol, TimeoutMixin):
+class TelnetSession(OutputBacklog, telnet.TelnetProtocol, TimeoutMixin):
     """One player's connection. The portal knows it by ``sid``.
 
     Attributes:
@@ -190,7 +188,6 @@ class TelnetSession(telnet.TelnetProtocol, TimeoutMixin):
         self.width = 80
         self.input: LineInput | None = None
         self._open = False
-        self._backlog: int | None = None  # bytes written since the socket's buffer filled up
         self._first_line = True
 
     def __repr__(self) -> str:
@@ -259,31 +256,11 @@ class TelnetSession(telnet.TelnetProtocol, TimeoutMixin):
         if not self._open:
             return
         data = (text.replace("\r\n", "\n") + end).encode("utf-8")
-        if self._backlog is not None:
-            self._backlog += len(data)
-            if self._backlog > BACKLOG_MAX:
-                log.warn("{session}: not reading its output; hanging up", session=self)
-                self._open = False
-                self.transport.transport.abortConnection()
-                self.portal.session_closed(self)
-                return
-        self.transport.write(data)
+        if not self.overflowed(data):
+            self.transport.write(data)
 
-    def pauseProducing(self) -> None:
-        if self._backlog is None:  # called again on every write while the buffer is full
-            self._backlog = 0
-            # Its input is not read either: what it asks for (answers to negotiations) would
-            # pile up.
-            if self.input is not None:
-                self.input.throttle.hold("output")
-
-    def resumeProducing(self) -> None:
-        self._backlog = None
-        if self.input is not None:
-            self.input.throttle.release("output")
-
-    def stopProducing(self) -> None:
-        pass
+    def abort(self) -> None:
+        self.transport.transport.abortConnection()
 
     def close(self, text: str | None = None) -> None:
         """Say ``text`` and hang up (after what was written has been sent)."""

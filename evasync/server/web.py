@@ -60,14 +60,13 @@ from urllib.parse import urlsplit
 from autobahn.twisted.resource import WebSocketResource
 from autobahn.twisted.websocket import (ConnectionDeny, WebSocketServerFactory,
                                         WebSocketServerProtocol)
-from twisted.internet.interfaces import IPushProducer
 from twisted.logger import Logger
 from twisted.protocols.policies import TimeoutMixin
 from twisted.web import http, resource, server
-from zope.interface import implementer
 
 from .fairness import LineInput
-from .telnet import BACKLOG_MAX, LOGIN_IDLE, clean
+from .output import OutputBacklog
+from .telnet import LOGIN_IDLE, clean
 
 if TYPE_CHECKING:
     from .portal import Portal
@@ -417,8 +416,7 @@ class _Wire(WebSocketServerProtocol):
             self.session.lost()
 
 
-@implementer(IPushProducer)
-class WebSession(TimeoutMixin):
+class WebSession(OutputBacklog, TimeoutMixin):
     """One player's page. The portal knows it by ``sid``, as it knows a telnet connection.
 
     Attributes:
@@ -447,7 +445,6 @@ class WebSession(TimeoutMixin):
         #: True once the server has closed the WebSocket: the page's lines are dropped, its
         #: frames still read (its answer to the close frame ends the connection).
         self.closing = False
-        self._backlog: int | None = None  # bytes written since the socket's buffer filled up
         self._shown_state: str | None = None
         self.input: LineInput | None = None
 
@@ -516,30 +513,11 @@ class WebSession(TimeoutMixin):
         # "replace": a lone surrogate (from a file name that is not UTF-8) must not cost the
         # player the message, nor make invalid UTF-8, which would end the page's connection.
         data = json.dumps(message, ensure_ascii=False).encode("utf-8", "replace")
-        if self._backlog is not None:
-            self._backlog += len(data)
-            if self._backlog > BACKLOG_MAX:
-                log.warn("{session}: not reading its output; hanging up", session=self)
-                self._open = False
-                self.wire.dropConnection(abort=True)
-                self.portal.session_closed(self)
-                return
-        self.wire.sendMessage(data)
+        if not self.overflowed(data):
+            self.wire.sendMessage(data)
 
-    def pauseProducing(self) -> None:
-        if self._backlog is None:  # called again on every write while the buffer is full
-            self._backlog = 0
-            # Its input is not read either: what it asks for (pongs, answers) would pile up.
-            if self.input is not None:
-                self.input.throttle.hold("output")
-
-    def resumeProducing(self) -> None:
-        self._backlog = None
-        if self.input is not None:
-            self.input.throttle.release("output")
-
-    def stopProducing(self) -> None:
-        pass
+    def abort(self) -> None:
+        self.wire.dropConnection(abort=True)
 
     def close(self, text: str | None = None) -> None:
         """Say ``text`` and hang up (after what was written has been sent).
