@@ -156,7 +156,55 @@ class Server:
 _TELNET = re.compile(rb"\xff\xfa.*?\xff\xf0|\xff[\xfb-\xfe].|\xff[\xf0-\xfa]", re.S)
 
 
-class Client:
+class TextClient:
+    """What a test client on a blocking socket shares: ``expect`` text, ``command``, ``login``.
+
+    A subclass keeps what it has received in ``text`` (``pos`` is the end of the previous
+    match), sets ``closed`` when the server closes, and reads more in ``_read(timeout)``.
+    """
+
+    text: str
+    pos: int
+    closed: bool
+
+    def send(self, line: str) -> None:
+        raise NotImplementedError
+
+    def _read(self, timeout: float) -> None:
+        raise NotImplementedError
+
+    def _closed_note(self) -> str:
+        return ""
+
+    def expect(self, pattern: str, timeout: float = TIMEOUT) -> re.Match:
+        """Wait for the regular expression ``pattern`` (or a plain string) in new text."""
+        regex = re.compile(pattern if any(c in pattern for c in "^$()[]\\*+?|") else
+                           re.escape(pattern))
+        deadline = time.monotonic() + timeout
+        while True:
+            found = regex.search(self.text, self.pos)
+            if found:
+                self.pos = found.end()
+                return found
+            left = deadline - time.monotonic()
+            if left <= 0 or self.closed:
+                raise AssertionError(f"did not see {pattern!r} within {timeout} s; got after "
+                                     f"the last match:\n{self.text[self.pos:]!r}"
+                                     f"{self._closed_note()}")
+            self._read(min(left, 0.2))
+
+    def command(self, line: str, pattern: str, timeout: float = TIMEOUT) -> re.Match:
+        self.send(line)
+        return self.expect(pattern, timeout)
+
+    def login(self, name: str, password: str = PASSWORD, create: bool = True) -> None:
+        if create:
+            self.command(f"create {name} {password}", f"Welcome, {name}!")
+        else:
+            self.command(f"connect {name} {password}", f"Welcome back, {name}!")
+
+
+class Client(TextClient):
     """A line-based telnet client on a blocking socket: ``send`` lines, ``expect`` text.
 
     Telnet negotiation from the server is stripped and left unanswered (allowed: a client may
@@ -189,38 +237,12 @@ class Client:
             return
         self.text += _TELNET.sub(b"", data).decode("utf-8", "replace").replace("\r\n", "\n")
 
-    def expect(self, pattern: str, timeout: float = TIMEOUT) -> re.Match:
-        """Wait for the regular expression ``pattern`` (or a plain string) in new text."""
-        regex = re.compile(pattern if any(c in pattern for c in "^$()[]\\*+?|") else
-                           re.escape(pattern))
-        deadline = time.monotonic() + timeout
-        while True:
-            found = regex.search(self.text, self.pos)
-            if found:
-                self.pos = found.end()
-                return found
-            left = deadline - time.monotonic()
-            if left <= 0 or self.closed:
-                raise AssertionError(f"did not see {pattern!r} within {timeout} s; got after "
-                                     f"the last match:\n{self.text[self.pos:]!r}")
-            self._read(min(left, 0.2))
-
     def absent(self, pattern: str, within: float) -> None:
         """Check that ``pattern`` does not arrive within ``within`` seconds."""
         deadline = time.monotonic() + within
         while time.monotonic() < deadline and not self.closed:
             self._read(min(0.1, max(0.0, deadline - time.monotonic())))
         assert pattern not in self.text[self.pos:], f"unexpected {pattern!r} in {self.text!r}"
-
-    def command(self, line: str, pattern: str, timeout: float = TIMEOUT) -> re.Match:
-        self.send(line)
-        return self.expect(pattern, timeout)
-
-    def login(self, name: str, password: str = PASSWORD, create: bool = True) -> None:
-        if create:
-            self.command(f"create {name} {password}", f"Welcome, {name}!")
-        else:
-            self.command(f"connect {name} {password}", f"Welcome back, {name}!")
 
     def wait_closed(self, timeout: float = TIMEOUT) -> None:
         wait_for(lambda: self._read(0.1) or self.closed, timeout, "the connection to close")

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Iterator
 from urllib.parse import urlsplit
 
-from ._server_support import TIMEOUT
+from ._server_support import TIMEOUT, TextClient
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMEDRIVER = Path("/usr/bin/chromedriver")
@@ -44,7 +44,7 @@ def frame(opcode: int, payload: bytes, fin: bool = True, length: int | None = No
     return head + mask + masked
 
 
-class WebSocketClient:
+class WebSocketClient(TextClient):
     """A connection to the web client's WebSocket: ``send`` lines, ``expect`` text.
 
     Everything the server shows (``{"text": ...}`` messages) is kept in ``text``; ``expect``
@@ -87,16 +87,6 @@ class WebSocketClient:
 
     def send(self, line: str) -> None:
         self.send_raw(frame(TEXT, line.encode("utf-8")))
-
-    def command(self, line: str, pattern: str, timeout: float = TIMEOUT) -> re.Match:
-        self.send(line)
-        return self.expect(pattern, timeout)
-
-    def login(self, name: str, password: str, create: bool = True) -> None:
-        if create:
-            self.command(f"create {name} {password}", f"Welcome, {name}!")
-        else:
-            self.command(f"connect {name} {password}", f"Welcome back, {name}!")
 
     # -- receiving -------------------------------------------------------------------------
 
@@ -147,22 +137,8 @@ class WebSocketClient:
             elif opcode == PING:
                 self.send_raw(frame(PONG, payload))
 
-    def expect(self, pattern: str, timeout: float = TIMEOUT) -> re.Match:
-        """Wait for the regular expression ``pattern`` (or a plain string) in new text."""
-        regex = re.compile(pattern if any(c in pattern for c in "^$()[]\\*+?|") else
-                           re.escape(pattern))
-        deadline = time.monotonic() + timeout
-        while True:
-            found = regex.search(self.text, self.pos)
-            if found:
-                self.pos = found.end()
-                return found
-            left = deadline - time.monotonic()
-            if left <= 0 or self.closed:
-                raise AssertionError(f"did not see {pattern!r} within {timeout} s; got after "
-                                     f"the last match:\n{self.text[self.pos:]!r}"
-                                     f" (closed: {self.close_code} {self.close_reason!r})")
-            self._read(min(left, 0.2))
+    def _closed_note(self) -> str:
+        return f" (closed: {self.close_code} {self.close_reason!r})" if self.closed else ""
 
     def message(self, key: str, timeout: float = TIMEOUT) -> dict:
         """Wait for a message holding ``key`` (``game``, ``player``) and return the first."""
