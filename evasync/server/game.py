@@ -28,7 +28,7 @@ from .accounts import (CHARACTER_TYPECLASS, MIN_PASSWORD, Accounts, Busy, HashPo
 from .clock import ScaledClock
 from .limits import Backoff, Window
 from .logs import start_logging
-from .protocol import EXIT_BAD_STORE, SPACING, Hello, Outbox, Reload, Shutdown, ToGame, ToPortal
+from .protocol import EXIT_BAD_STORE, Hello, Outbox, Reload, Shutdown, ToGame, ToPortal
 
 log = Logger(namespace="evasync.server.game")
 
@@ -99,7 +99,7 @@ class Game:
         self._creating: set[str] = set()
         self.sessions: dict[int, GameSession] = {}
         self.link: amp.AMP | None = None
-        self.outbox = Outbox(reactor, ToPortal, lambda: self.link, SPACING)
+        self.outbox = Outbox(reactor, ToPortal, lambda: self.link)
         self.closed = False
 
     # -- the link to the portal ------------------------------------------------------------

@@ -3,7 +3,8 @@
 The game process connects to the portal and introduces itself with :class:`Hello`; the answer
 is the table of open connections to take over, so a new game process (after a reload or a crash)
 picks up every player where the old one left them. After that, traffic is two streams of events,
-batched into as few boxes as fit, at most one every :data:`SPACING` seconds (:class:`Outbox`):
+batched per reactor turn into as few boxes as fit (:class:`Outbox`; the portal's, at most one
+every :data:`SPACING` seconds):
 
 * portal to game (:class:`ToGame`): ``["connect", sid, address]``, ``["input", sid, line]``,
   ``["disconnect", sid]``;
@@ -98,10 +99,11 @@ class Shutdown(amp.Command):
 BOX_CHARS = 8_000
 #: Bytes of encoded events per AMP box (AMP's limit on one value is 65,535).
 BOX_BYTES = 60_000
-#: Least seconds between two boxes the portal or the game sends: under load (thousands of
-#: commands a second) the events of a couple of milliseconds travel in one box, one write and
-#: one wake-up of the other process instead of one per command; a link that was quiet that long
-#: sends at the end of the reactor turn, as without it.
+#: Least seconds between two boxes of the portal's events: under load (thousands of commands a
+#: second) the input of a couple of milliseconds travels in one box, one write and one wake-up
+#: of the game process instead of one per line; a link that was quiet that long sends at the end
+#: of the reactor turn, as without it. The game needs none: it answers a box's lines in one box
+#: at the end of the turn that handled them.
 SPACING = 0.002
 
 _encode = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
