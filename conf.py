@@ -72,5 +72,17 @@ def _link_interfaces(app, env, node, contnode):
     return None
 
 
+def _name_interfaces():
+    """A zope Interface has no ``__qualname__``, so autodoc writes a return type naming one
+    (``-> IDelayedCall``) as its repr; with one, it is written, and linked, by its full name."""
+    from twisted.internet import interfaces
+    from zope.interface.interface import InterfaceClass
+
+    for value in vars(interfaces).values():
+        if isinstance(value, InterfaceClass) and not hasattr(value, "__qualname__"):
+            value.__qualname__ = value.__name__
+
+
 def setup(app):
+    _name_interfaces()
     app.connect("missing-reference", _link_interfaces)

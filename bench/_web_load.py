@@ -152,10 +152,10 @@ def measure(clients: int) -> list[dict[str, Any]]:
         finally:
             process.terminate()
             process.wait(timeout=60)
-    dropped = (stats.sent - stats.replies) + (stats.echoes_expected - stats.echoes)
+    dropped = (stats.sent - stats.replies) + (stats.orders_expected - stats.dishes)
     return [{"kind": "evasync (WebSocket)", "clients": clients, "condition": condition,
-             **telnet._summary(windows), "echoes": stats.echoes,
-             "echoes_expected": stats.echoes_expected, "dropped": dropped,
+             **telnet._summary(windows), "dishes": stats.dishes,
+             "orders_expected": stats.orders_expected, "dropped": dropped,
              "errors": len(stats.errors), "error_samples": stats.errors[:5]}
             for condition, windows in series.items()]
 

@@ -314,7 +314,7 @@ def main(results: pathlib.Path) -> None:
         f"p50 and p99 are the medians of the runs' figures.",
         "",
         "| scenario | p50 ms | p99 ms | p99 of each run, ms | max ms (worst run) | round trips "
-        "per run | server CPU (portal + game) | load average (1 min) at start "
+        "per run | server CPU (portal + game) | load average (1 min) at each run's start "
         "| what the attack got (last run) |",
         "|---|---:|---:|---|---:|---:|---|---|---|",
     ]

@@ -9,17 +9,17 @@ Twisted line server in one process giving the same replies (no portal, no AMP ho
 This process is the load generator, a single asyncio event loop: it connects N clients, each
 makes an account, then every client sends a command every 100 ms, the clients' sending times
 spread evenly over each 100 ms. Nineteen commands in twenty are ``north``/``south``/``east``/
-``west`` (one reply line each); every twentieth is ``echo <token>``, which replies at once and
+``west`` (one reply line each); every twentieth is ``order <token>``, which replies at once and
 schedules a ``delay`` whose answer comes ten seconds later, so delays are pending and firing.
 Round-trip latency is from writing a command to reading its reply line; afterwards every reply
-and every echo must have come: a missing one is a dropped line, an unexpected line or a lost
+and every dish must have come: a missing one is a dropped line, an unexpected line or a lost
 connection an error.
 
 The load runs as back-to-back windows of ``WINDOW`` seconds on the same connections; each
 window is one run (its own latencies and CPU), and the table gives the median of ``RUNS`` runs.
 At the largest N the same connections then carry ``RUNS`` more windows while a busy loop (a
-separate ``while True: pass`` process) holds one core. Echoes stop ten seconds before each
-series ends so that every echo is answered within it.
+separate ``while True: pass`` process) holds one core. Orders stop ten seconds before each
+series ends so that every dish is served within it.
 """
 
 from __future__ import annotations
@@ -45,8 +45,8 @@ CLIENTS = (100, 500)
 PERIOD = 0.1          # seconds between two commands of one client
 WINDOW = 10.0         # seconds of one run
 RUNS = 3
-ECHO_EVERY = 20       # every 20th command is an echo (a 10 s delay)
-ECHO_DELAY = 10.0
+ORDER_EVERY = 20       # every 20th command is an order (a 10 s delay)
+COOKING_TIME = 10.0
 TARGET_P99_MS = 20.0
 TARGET_CPU_RATIO = 4.0
 DIRECTIONS = ("north", "south", "east", "west")
@@ -56,7 +56,7 @@ import sys
 from twisted.internet import reactor, protocol
 from twisted.protocols.basic import LineReceiver
 
-class Echo(LineReceiver):
+class Bare(LineReceiver):
     delimiter = b"\r\n"
     def connectionMade(self):
         self.sendLine(b"Welcome to the baseline")
@@ -64,13 +64,14 @@ class Echo(LineReceiver):
         word, _, rest = line.partition(b" ")
         if word == b"create":
             self.sendLine(b"Welcome, " + rest.split()[0] + b"!")
-        elif word == b"echo":
-            self.sendLine(b"You shout '" + rest + b"' into the valley and listen ...")
-            reactor.callLater(10, self.sendLine, b"The valley answers: " + rest.upper())
+        elif word == b"order":
+            self.sendLine(b"You order " + rest + b". The cook disappears into the kitchen.")
+            dish = b"The cook brings your " + rest + b", steaming hot."
+            reactor.callLater(10, self.sendLine, dish)
         else:
             self.sendLine(b"You walk " + word + b" ... and back again: this world is one room.")
 
-port = reactor.listenTCP(0, protocol.Factory.forProtocol(Echo), interface="127.0.0.1")
+port = reactor.listenTCP(0, protocol.Factory.forProtocol(Bare), interface="127.0.0.1")
 print(port.getHost().port, flush=True)
 reactor.run()
 """
@@ -118,10 +119,10 @@ class Stats:
         self.windows: list[Window] = []
         self.sent = 0
         self.replies = 0
-        self.echoes_expected = 0
-        self.echoes = 0
+        self.orders_expected = 0
+        self.dishes = 0
         self.errors: list[str] = []
-        self.echo_until = 0.0
+        self.order_until = 0.0
 
     def window_at(self, when: float) -> Window | None:
         for window in reversed(self.windows):
@@ -161,7 +162,7 @@ class LoadClient(asyncio.Protocol):
             elif line.startswith(b"Welcome, "):
                 self.logged_in.set_result(None)
             return
-        if line.startswith((b"You walk ", b"You shout ")):
+        if line.startswith((b"You walk ", b"You order ")):
             if not self.pending:
                 self.stats.errors.append(f"{self.name}: reply to nothing: {line[:60]!r}")
                 return
@@ -170,8 +171,8 @@ class LoadClient(asyncio.Protocol):
             window = self.stats.window_at(sent)
             if window is not None:
                 window.rtts.append(now - sent)
-        elif line.startswith(b"The valley answers: "):
-            self.stats.echoes += 1
+        elif line.startswith(b"The cook brings your "):
+            self.stats.dishes += 1
         elif line and not line.startswith((b"Type 'help'", b"Your character")):
             self.stats.errors.append(f"{self.name}: unexpected line {line[:80]!r}")
 
@@ -182,9 +183,9 @@ class LoadClient(asyncio.Protocol):
             window.send_lag.append(now - planned)
             window.sent += 1
         self.count += 1
-        if self.count % ECHO_EVERY == 0 and planned < self.stats.echo_until:
-            line = f"echo {self.name}x{self.count}"
-            self.stats.echoes_expected += 1
+        if self.count % ORDER_EVERY == 0 and planned < self.stats.order_until:
+            line = f"order {self.name}x{self.count}"
+            self.stats.orders_expected += 1
         else:
             line = DIRECTIONS[self.count % 4]
         self.pending.append(now)
@@ -217,7 +218,7 @@ async def _series(players: list[LoadClient], stats: Stats, pids: list[int],
     clients = len(players)
     start = loop.time() + 0.2
     total = runs * WINDOW
-    stats.echo_until = start + total - ECHO_DELAY
+    stats.order_until = start + total - COOKING_TIME
     windows = [Window(start + i * WINDOW) for i in range(runs)]
     stats.windows.extend(windows)
     ticks = int(round(total / PERIOD))
@@ -238,10 +239,10 @@ async def _series(players: list[LoadClient], stats: Stats, pids: list[int],
         window.server_cpu = [_cpu_seconds(pid) - before
                              for pid, before in zip(pids, server_before)]
         window.generator_cpu = _own_cpu() - own_before
-    # The last replies, and the echoes (none was sent in the last ten seconds).
+    # The last replies, and the dishes (none was ordered in the last ten seconds).
     deadline = loop.time() + 15
     while loop.time() < deadline and (stats.replies < stats.sent
-                                      or stats.echoes < stats.echoes_expected):
+                                      or stats.dishes < stats.orders_expected):
         await asyncio.sleep(0.05)
     return windows
 
@@ -344,11 +345,11 @@ def _measure(kind: str, clients: int) -> list[dict[str, Any]]:
         finally:
             process.terminate()
             process.wait(timeout=60)
-    dropped = (stats.sent - stats.replies) + (stats.echoes_expected - stats.echoes)
+    dropped = (stats.sent - stats.replies) + (stats.orders_expected - stats.dishes)
     rows = []
     for condition, windows in series.items():
         row = {"kind": kind, "clients": clients, "condition": condition, **_summary(windows),
-               "echoes": stats.echoes, "echoes_expected": stats.echoes_expected,
+               "dishes": stats.dishes, "orders_expected": stats.orders_expected,
                "dropped": dropped, "errors": len(stats.errors),
                "error_samples": stats.errors[:5]}
         rows.append(row)
@@ -399,7 +400,7 @@ def _report(rows: list[dict], load_before: str, load_after: str) -> str:
         "",
         f"N telnet clients on loopback, each sending a command every {PERIOD * 1000:.0f} ms "
         "(sending times spread evenly); every "
-        f"{ECHO_EVERY}th command is `echo`, whose answer is a `delay` of {ECHO_DELAY:.0f} s. "
+        f"{ORDER_EVERY}th command is `order`, whose dish is a `delay` of {COOKING_TIME:.0f} s. "
         "Latency: from writing a command to reading its reply line, measured in the load "
         "generator (one asyncio process) with its event loop's clock (`time.monotonic`). "
         "*evasync*: `evasync start --foreground` (portal + game process, AMP between them, real "
@@ -417,7 +418,7 @@ def _report(rows: list[dict], load_before: str, load_after: str) -> str:
         "",
         "| server | N | load | commands/run | p50 ms | p99 ms (runs' range) | max ms "
         "| server CPU (portal + game) | CPU µs per command | × floor | generator CPU "
-        "| send lag p99 ms | echoes | dropped | errors |",
+        "| send lag p99 ms | dishes | dropped | errors |",
         "|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for r in rows:
@@ -429,7 +430,7 @@ def _report(rows: list[dict], load_before: str, load_after: str) -> str:
             f"| {r['p50']:.2f} | {r['p99']:.2f} ({r['p99_low']:.2f}–{r['p99_high']:.2f}) "
             f"| {r['max']:.1f} | {cpu} | {r['cpu_per_command_us']:.0f} | {ratio:.1f}x "
             f"| {r['generator_cpu'] * 100:.0f}% | {r['send_lag_p99']:.2f} "
-            f"| {r['echoes']}/{r['echoes_expected']} | {r['dropped']} | {r['errors']} |")
+            f"| {r['dishes']}/{r['orders_expected']} | {r['dropped']} | {r['errors']} |")
     quiet, busy = find("evasync", top), find("evasync", top, "busy")
     ratio = quiet["cpu_per_command_us"] / find("baseline", top)["cpu_per_command_us"]
     clean = all(r["errors"] == 0 and r["dropped"] == 0 for r in rows if r["kind"] == "evasync")

@@ -79,6 +79,12 @@ class Trust:
     Args:
         modules: More top-level package names to trust (an installed game package, say).
         game_code: Trust packages that live outside the Python installation.
+
+    Attributes:
+        modules: The top-level package names trusted by name: ``evasync``, ``howtos``,
+            ``modules`` and those of ``$EVASYNC_TRUSTED`` as it was when the Trust was made
+            (a frozenset).
+        game_code: Whether game code found outside the Python installation is trusted too.
     """
 
     def __init__(self, modules: Iterable[str] = (), game_code: bool = True) -> None:
@@ -104,12 +110,35 @@ class Trust:
         return verdict
 
     def refusal(self, module: str) -> str:
-        """Why ``module`` is not trusted, and how to trust it."""
+        """Why names from ``module`` may not be stored, and what to do instead, for an error
+        message. For an installed package, it says how to trust it if it is yours; for the
+        standard library (built-in modules included) and for a module Python cannot find,
+        where trusting would be unsafe or would not help, it says to use a function of a
+        module of your own game instead."""
         top = module.partition(".")[0]
-        return (f"module {module!r} is not trusted to be named by the store: it is part of the "
-                f"Python installation or an installed package. Trusted: {', '.join(sorted(self.modules))}"
-                " and your game's own folder. If it is yours, trust it with "
-                f"EVASYNC_TRUSTED={top} or Runtime(trusted=[{top!r}])")
+        instead = ("call it from a function defined in a module of your own game, and store "
+                   "that function")
+        if top in sys.stdlib_module_names or top in sys.builtin_module_names:
+            return (f"module {module!r} is not trusted to be named by the store: it is part of "
+                    "Python's standard library, whose functions a stored row must not be able "
+                    f"to call (os:system, say). Instead, {instead}")
+        if not _findable(top):
+            return (f"module {module!r} cannot be named by the store: Python finds no module "
+                    f"{top!r} to import (not installed, not on sys.path; renamed or deleted?), "
+                    "so it could not be found again after a restart. Define the function or "
+                    "class in a module of your own game that this process can import")
+        folder = " and your game's own folder" if self.game_code else ""
+        return (f"module {module!r} is not trusted to be named by the store: it is an installed "
+                f"package. Trusted: {', '.join(sorted(self.modules))}{folder}. If it is "
+                f"yours, trust it with EVASYNC_TRUSTED={top} or "
+                f"Runtime(trusted=[{top!r}]); if not, {instead}")
+
+
+def _findable(top: str) -> bool:
+    try:
+        return importlib.util.find_spec(top) is not None
+    except (ImportError, ValueError):  # a module in sys.modules without a spec
+        return False
 
 
 def _is_game_code(top: str) -> bool:

@@ -35,9 +35,13 @@ class Command:
         locks: A lock string; ``"cmd:..."`` decides who may use it (default everyone). An invalid
             lock string is a :class:`~evasync.locks.LockError` when the class is created.
         help_category: Group shown by ``help``.
-        runs_during_questions: True for a command that still runs while a question waits for
-            the caller's answer, when the line is just its name or an alias (``quit``, say);
-            any other line is the answer. Default False.
+        runs_during_questions: Whether the command runs while a question waits for the
+            caller's answer (default False: every line typed then is the answer). When True,
+            a line that is exactly the command's key or one of its aliases, in any case and
+            with the spaces around it ignored, runs the command if the caller passes its
+            ``cmd`` lock, and the question goes on waiting; with anything after the name
+            (``quit now``) the line is the answer. On the demo server, ``quit`` and the
+            superuser's ``reload`` set it; ``help`` does not.
         caller: (at run time) The object that typed the command.
         args: (at run time) Everything typed after the command name, as typed.
         cmdstring: (at run time) The name or alias the caller used.
@@ -119,14 +123,28 @@ class Command:
 class MuxCommand(Command):
     """A command that parses ``name[/switch/...] lhs [= rhs]`` like upstream's MuxCommand.
 
-    After ``parse()``: ``raw`` (the arguments as typed, switches included), ``switches``
-    (as typed), ``args`` (stripped, switches removed), ``arglist`` (``args`` split on
-    whitespace), ``lhs``/``rhs`` (split on the first ``rhs_split`` delimiter found, ``"="`` by
-    default; ``rhs`` is None without one), ``lhslist``/``rhslist`` (split on commas; ``[""]``
-    for an empty side, ``rhslist`` is ``[]`` without a delimiter, as upstream). If
-    ``switch_options`` is set, a switch may be abbreviated to a unique prefix (any case) and is
-    replaced by the option's own spelling; ambiguous and unknown switches are reported to the
-    caller and dropped.
+    Its :meth:`parse` sets the attributes below from ``args``, as upstream's does; a subclass
+    that overrides ``parse()`` calls ``super().parse()`` to keep them.
+
+    Attributes:
+        switch_options: The switches the command knows (a class attribute; default none). When
+            set, a switch may be typed in any case and abbreviated to a unique prefix, and is
+            replaced by the option's own spelling; ambiguous and unknown switches are reported
+            to the caller and dropped. When empty, every switch is kept as typed.
+        rhs_split: The delimiter between ``lhs`` and ``rhs`` (a class attribute; default
+            ``"="``), or a tuple of them: the first one of the tuple that occurs in the
+            arguments is used.
+        raw: (after parse) The arguments as typed, switches included.
+        switches: (after parse) The switches: the ``/a/b`` right after the command name
+            (``look/a/b``), as a list of names without the slashes.
+        args: (after parse) The arguments, stripped, without the switches.
+        arglist: (after parse) ``args`` split on whitespace.
+        lhs: (after parse) ``args`` before the delimiter (all of it without one), stripped.
+        rhs: (after parse) ``args`` after the delimiter, stripped; None without a delimiter.
+        lhslist: (after parse) ``lhs`` split on commas, each part stripped (``[""]`` when
+            ``lhs`` is empty).
+        rhslist: (after parse) ``rhs`` split the same way; ``[]`` without a delimiter, as
+            upstream.
     """
 
     switch_options: tuple[str, ...] = ()
@@ -180,7 +198,14 @@ class MuxCommand(Command):
 
 
 class CmdSet:
-    """A named group of commands. Fill it in :meth:`at_cmdset_creation` with :meth:`add`."""
+    """A named group of commands. Fill it in :meth:`at_cmdset_creation` with :meth:`add`.
+
+    Attributes:
+        key: The set's name, for people reading it (default ``"cmdset"``): an object's sets are
+            told apart by their class, not by key.
+        commands: The set's commands, a dict from each command's key to its class, filled by
+            :meth:`add` (a command with the key of one already there replaces it).
+    """
 
     key: str = "cmdset"
 
@@ -279,12 +304,16 @@ class CmdSetHandler:
     def __init__(self, obj: "DefaultObject") -> None:
         self._obj = obj
         self._trust = obj._runtime.trust
-        self._default: str | None = None
         self._sets: list[CmdSet] = []
+        stored = list(obj.db.get(self._DB_KEY) or [])
+        # The set of add_default() goes first, as it did when it was added.
+        self._default: str | None = obj.db.get(self._DEFAULT_KEY)
+        base = [self._default] if self._default in stored else []
         # One set that fails to load (a typo in a game module, say) must not take the others,
         # such as the one holding `reload`, down with it: log it and go on.
-        for origin, cmdsets in (("default", getattr(type(obj), "default_cmdsets", ())),
-                                ("stored", obj.db.get(self._DB_KEY) or [])):
+        for origin, cmdsets in (("base", base),
+                                ("default", getattr(type(obj), "default_cmdsets", ())),
+                                ("stored", [path for path in stored if path not in base])):
             for cmdset in cmdsets:
                 try:
                     self._sets.append(_cmdset_class(cmdset, self._trust)())

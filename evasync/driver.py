@@ -15,8 +15,10 @@ A driven **coroutine** (``async def``) may await:
 * any Twisted ``Deferred`` (``run_async(...)``, ``task.get_deferred()``, Twisted's own APIs),
   and other coroutines that await these.
 
-Anything else is thrown back into the body as a :class:`YieldError` where it yielded or awaited,
-so it can catch it. Pauses and questions live in memory only: a reload, a disconnect or the
+Anything else that reaches the driver is thrown back into the body as a :class:`YieldError`
+where it yielded or awaited, so it can catch it. What another event loop's library awaits may
+fail before it gets that far: ``await asyncio.sleep(5)`` raises asyncio's own ``RuntimeError``
+(no running event loop) inside ``asyncio.sleep``; use :func:`sleep`. Pauses and questions live in memory only: a reload, a disconnect or the
 caller's deletion ends the body and it is not resumed: a generator is closed (``GeneratorExit``
 at its ``yield``), a coroutine gets :class:`CallerGone` at its ``await``; their ``finally``
 blocks run. What the body returns (``return value``, or :func:`returnValue`) is the result of
@@ -97,6 +99,15 @@ class ask:
         question: Sent to the caller.
         timeout: Seconds to wait for an answer; None waits until answered (or the caller leaves).
         default: The answer used when the timeout passes.
+
+    Raises:
+        TypeError: ``question`` is not a string.
+        ValueError: ``timeout`` is not None nor a finite number >= 0.
+
+    Attributes:
+        question: The question, as given.
+        timeout: The timeout, as given.
+        default: The default answer, as given.
     """
 
     __slots__ = ("question", "timeout", "default", "_answer")
@@ -129,6 +140,9 @@ class sleep:
 
     Raises:
         ValueError: ``seconds`` is negative, NaN, infinite or not a number.
+
+    Attributes:
+        seconds: The pause, as a float.
     """
 
     __slots__ = ("seconds",)

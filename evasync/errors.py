@@ -14,9 +14,23 @@ class NotPersistableError(EvasyncError, TypeError, ValueError):
 
 
 class StoreError(EvasyncError):
-    """The SQLite store could not be opened or is not an evasync store.
+    """The store (:class:`evasync.store.Store`) failed. The message names the file and says why.
 
-    The message names the file. evasync never overwrites a file it could not read.
+    Raised when:
+
+    * the store is opened, at its first use, and the file is not an SQLite database, is damaged,
+      is another program's SQLite database, has a newer schema than this evasync knows, is a
+      directory, or cannot be created, read or written. The file is left untouched: evasync
+      never writes to a file it could not read.
+    * its lock cannot be taken: another process holds the store (the message names it), or the
+      lock file beside it cannot be opened, is a symbolic link or is not a plain file of this
+      user.
+    * SQLite fails while the store is read or written (a full disk, a damaged page, a file
+      locked by another program). The message says what was being done, SQLite's error is the
+      ``__cause__``, and the failed write changed nothing.
+    * a store closed by a reload or close of its runtime is used again.
+
+    Other errors are not wrapped: ``Store(path, synchronous="SOMETIMES")`` is a ValueError.
     """
 
 

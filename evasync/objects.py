@@ -10,6 +10,7 @@ from __future__ import annotations
 import functools
 from typing import TYPE_CHECKING, Any, Callable, Iterable, Protocol
 
+from twisted.internet.defer import Deferred
 from twisted.logger import Logger
 
 from . import _codec
@@ -17,6 +18,7 @@ from . import cmdhandler
 from .errors import ObjectDeletedError
 
 if TYPE_CHECKING:
+    from .commands import CmdSetHandler
     from .runtime import Runtime
 
 log = Logger(namespace="evasync.objects")
@@ -273,14 +275,19 @@ class AttributeHandler:
 class DefaultObject:
     """Base typeclass of every stored object. Make one with :func:`evasync.create_object`.
 
-    A typeclass may list command sets (classes or import paths) that every object of the class
-    has, in ``default_cmdsets``.
-
     Attributes:
+        default_cmdsets: The command sets every object of this class has: CmdSet classes, or
+            import paths (``"module:Class"`` or ``"module.Class"``) of trusted modules. A class
+            attribute, never stored: each time an object is created or loaded, its
+            :attr:`cmdset` starts with these, in this order, then the sets stored with
+            ``persistent=True``; sets added later with ``add()`` go after them, and later sets
+            override earlier ones. A set that cannot be loaded is logged and left out.
         id: The object's id in the store (never reused).
         ndb: In-memory attributes (:class:`NAttributeHandler`).
         db: Stored attributes (:class:`AttributeHandler`).
         sessions: The connected sessions that :meth:`msg` writes to.
+        deleted: True once the object is deleted; reading or writing its ``db`` or renaming it
+            then raises :class:`~evasync.ObjectDeletedError`.
     """
 
     _evasync_game_object = True
@@ -342,15 +349,16 @@ class DefaultObject:
             target.send(text)
 
     @property
-    def cmdset(self) -> Any:
-        """The object's :class:`~evasync.commands.CmdSetHandler`: ``obj.cmdset.add(MyCmdSet)``."""
+    def cmdset(self) -> CmdSetHandler:
+        """The command sets on this object, as a :class:`~evasync.CmdSetHandler` made at first
+        use (``obj.cmdset.add(MyCmdSet)``)."""
         if self._cmdset is None:
             from .commands import CmdSetHandler
 
             self._cmdset = CmdSetHandler(self)
         return self._cmdset
 
-    def execute_cmd(self, raw_string: str, session: Any = None) -> Any:
+    def execute_cmd(self, raw_string: str, session: Any = None) -> Deferred:
         """Handle one line of input from this object's player.
 
         The line answers the oldest question a generator is waiting on for this object, if any;

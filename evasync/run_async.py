@@ -420,9 +420,26 @@ def run_async(to_execute: Callable[..., Any], *args: Any,
 
     Call it from the reactor thread, as game code is. It returns at once; the call runs where
     ``executor`` says, and its outcome comes back to the reactor thread, where ``at_return`` or
-    ``at_err`` may touch game state. Outcomes from threads and processes come back through the
-    real reactor: under :class:`~evasync.testing.VirtualRuntime`, ``executor="reactor"`` runs
-    on the next ``advance`` and the others report back during its ``wait_for``.
+    ``at_err`` may touch game state.
+
+    In a test, under :class:`~evasync.testing.VirtualRuntime`, ``executor="reactor"`` runs on
+    the runtime's virtual clock: ``advance(0)`` runs the call and delivers its outcome. Threads,
+    processes and other executors report back through the real reactor instead, which
+    :meth:`~evasync.testing.VirtualRuntime.wait_for` turns until the Deferred has fired (virtual
+    time does not move); it returns the outcome, or raises TimeoutError after ``timeout``
+    seconds:
+
+    >>> from evasync import run_async
+    >>> from evasync.testing import VirtualRuntime
+    >>> runtime = VirtualRuntime()
+    >>> on_the_reactor = []
+    >>> _ = run_async(sum, [1, 2], executor="reactor").addCallback(on_the_reactor.append)
+    >>> runtime.advance(0)
+    >>> on_the_reactor
+    [3]
+    >>> runtime.wait_for(run_async(sum, [1, 2, 3]))    # in a thread
+    6
+    >>> runtime.close()
 
     How an outcome is delivered, in this order:
 
@@ -462,7 +479,8 @@ def run_async(to_execute: Callable[..., Any], *args: Any,
               function and arguments are pickled: a module-level function and plain data. The
               result must be picklable too.
             * ``"reactor"``: in the reactor thread, on a later turn of the reactor (the
-              runtime's clock). Nobody else is served while it runs: it is what upstream
+              runtime's clock: a test's ``advance(0)`` runs it). Nobody else is served while
+              it runs: it is what upstream
               Evennia's documentation page describes (its code uses a thread), kept for
               comparison and for short work. It may return
               a Deferred or be a coroutine function; its outcome is then awaited.

@@ -65,8 +65,15 @@ class Runtime:
 
     @property
     def clock(self) -> IReactorTime:
-        """The ``IReactorTime`` provider in use. Setting it (``TASK_HANDLER.clock = Clock()``,
-        as tests written for Evennia do) moves everything scheduled from then on to it."""
+        """The ``IReactorTime`` provider that delays, pauses and question timeouts run on, the
+        reactor or a virtual clock.
+
+        Setting it, directly or as ``TASK_HANDLER.clock = Clock()`` (as tests written for
+        Evennia do), moves every pending task, pause and question timeout to the new clock,
+        each keeping the time it had left (see :attr:`TaskHandler.clock`). From then on
+        :func:`evasync.now` reads the new clock, later calls of ``run_async(...,
+        executor="reactor")`` are scheduled on it, and a :meth:`reload` keeps it.
+        """
         return self._clock
 
     @clock.setter

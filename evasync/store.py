@@ -179,6 +179,15 @@ class Store:
 
     Raises:
         ValueError: ``synchronous`` is neither ``"NORMAL"`` nor ``"FULL"``.
+
+    Attributes:
+        path: The store file's absolute path, made absolute when the store is made (a later
+            change of the working directory does not move it); symbolic links are not resolved
+            (:attr:`real_path` is).
+        synchronous: The durability in use, ``"NORMAL"`` or ``"FULL"``.
+
+    The methods not shown here read and write single rows for the task handler, the game
+    objects and the demo server: they are internal.
     """
 
     def __init__(self, path: str | os.PathLike | None = None,
@@ -207,6 +216,16 @@ class Store:
 
     @property
     def conn(self) -> sqlite3.Connection:
+        """The open ``sqlite3.Connection``, in autocommit mode.
+
+        The first use opens the file: it takes the lock, creates the file with its schema if
+        it is missing, checks it and upgrades an older schema. Reading through it is safe;
+        writing bypasses every check evasync makes on what the store holds.
+
+        Raises:
+            StoreError: The file cannot be locked, opened or used as an evasync store (it is
+                left untouched), or the store was closed.
+        """
         if self._conn is None:
             if self._closed:
                 raise StoreError(f"evasync store {self.real_path!r} was closed "
@@ -445,7 +464,12 @@ class Store:
 
     @_sqlite_errors("reading quarantined tasks")
     def quarantined(self) -> list[tuple[int, str]]:
-        """The quarantined task rows as (id, reason), oldest quarantine first."""
+        """The task rows :meth:`TaskHandler.load() <evasync.TaskHandler.load>` could not
+        restore, as ``(id, reason)`` pairs, oldest quarantine first (then by id).
+
+        Quarantined rows stay in the store's ``quarantine`` table with their columns as they
+        were, and the reason; evasync never deletes or retries them.
+        """
         return self.conn.execute(
             "SELECT id, reason FROM quarantine ORDER BY quarantined, id").fetchall()
 

@@ -31,6 +31,7 @@ from twisted.logger import Logger, LogLevel
 from twisted.python.failure import Failure
 
 from . import _codec, _failures
+from ._codec import Trust
 from ._timers import Timers
 from .store import ID_BLOCK, Store
 
@@ -104,6 +105,18 @@ class Task:
 
     A handle only ever acts on its own task: ids are never reused, so a handle kept after its task
     ran or was removed finds nothing and its methods return False (or None).
+
+    Attributes:
+        id: The task's id, unique for the lifetime of the store (never reused).
+        callback: What the task calls; after a reload, the function (or the stored object's
+            method) found again by the name it was stored under.
+        args: The positional arguments, a tuple.
+        kwargs: The keyword arguments, a mapping.
+        persistent: True if the task is kept in the store (``delay(..., persistent=True)``).
+        due: When the task fires, in seconds on the runtime's clock (the scale of
+            :func:`evasync.now`). Pausing keeps it: a task unpaused after its time runs at once.
+        state: ``"scheduled"``, ``"paused"``, ``"cancelled"``, or ``"done"`` once it has run or
+            was removed.
     """
 
     __slots__ = ("id", "_handler", "callback", "args", "kwargs", "persistent", "due", "state",
@@ -196,13 +209,15 @@ class TaskHandler:
         trust: Which modules stored callbacks may come from.
 
     Attributes:
-        stale_timeout: Seconds a cancelled task is kept past its time before the handler drops
-            it (and its stored copy) when tasks are next added or loaded; 0 turns the automatic
-            clean-up off (:meth:`clean_stale_tasks` still works).
+        stale_timeout: Seconds a cancelled task is kept past its time (default 60, as in
+            Evennia). Each :meth:`add` and :meth:`load` then drops the cancelled tasks that are
+            older, with their stored copies (see :meth:`clean_stale_tasks`); 0 (or less) turns
+            that automatic clean-up off, and :meth:`clean_stale_tasks` then drops every
+            cancelled task whose time has passed.
     """
 
     def __init__(self, clock: IReactorTime, store: Store, lookup: Callable[[int], Any],
-                 trust: _codec.Trust | None = None, timers: Timers | None = None) -> None:
+                 trust: Trust | None = None, timers: Timers | None = None) -> None:
         self._clock = clock
         # Shared with the driver by the runtime, so a delay and a pause due at the same time
         # run in the order they were made.
@@ -230,8 +245,15 @@ class TaskHandler:
 
     @property
     def clock(self) -> IReactorTime:
-        """The clock tasks are scheduled on. Setting it (as Evennia's tests do with a
-        ``task.Clock``) moves every task held to it, each with the time it had left."""
+        """The clock tasks are scheduled on (an ``IReactorTime``).
+
+        Setting it, as Evennia's tests do with a ``task.Clock``, moves every task held to the
+        new clock, each keeping the time it had left: its :attr:`Task.due` is shifted by the
+        difference between the two clocks' times, in the store too for a persistent task. The
+        runtime's pauses and question timeouts share the handler's timers and move with them.
+        ``TASK_HANDLER.clock = clock`` sets the whole runtime's clock (:attr:`Runtime.clock`),
+        which is what :func:`evasync.now` and a reload then use as well.
+        """
         return self._clock
 
     @clock.setter
@@ -241,18 +263,22 @@ class TaskHandler:
             task.due += offset
             if task.persistent:
                 self._store.set_task_state(task.id, task.state, task.due)
+        # The same shift for every entry keeps the heap a heap.
+        self._cancelled = [(due + offset, task_id) for due, task_id in self._cancelled]
         if self._timers.clock is not clock:
             self._timers.move_to(clock)
         self._clock = clock
 
     @property
     def tasks(self) -> Mapping[int, Task]:
-        """The tasks held (pending or cancelled), by id: a read-only view."""
+        """The tasks held (scheduled, paused or cancelled) by id, in a read-only view of the
+        handler's own dict that follows later changes."""
         return types.MappingProxyType(self._tasks)
 
     @property
     def to_save(self) -> Mapping[int, Task]:
-        """The persistent tasks held, by id (Evennia's name for what is stored)."""
+        """The persistent tasks held (scheduled, paused or cancelled) by id, in a new dict at
+        each access, which changes nothing when changed (Evennia's name for what is stored)."""
         return {task_id: task for task_id, task in self._tasks.items() if task.persistent}
 
     # -- adding ----------------------------------------------------------------------------
@@ -267,7 +293,11 @@ class TaskHandler:
 
     def add(self, timedelay: float, callback: Callable, *args: Any, persistent: bool = False,
             **kwargs: Any) -> Task:
-        """Schedule ``callback(*args, **kwargs)`` in ``timedelay`` seconds; see :func:`evasync.delay`."""
+        """Schedule ``callback(*args, **kwargs)`` in ``timedelay`` seconds and return its
+        :class:`Task`: what :func:`evasync.delay` does, on this handler, with the same arguments
+        and errors. It also raises RuntimeError if the handler was stopped (its runtime was
+        reloaded or closed). When cancelled tasks are held, it then drops the stale ones (see
+        :attr:`stale_timeout`)."""
         return self._add(timedelay, callback, args, kwargs, persistent)
 
     def _add(self, timedelay: float, callback: Callable, args: tuple, kwargs: dict,
@@ -525,7 +555,14 @@ class TaskHandler:
 
     def clean_stale_tasks(self) -> int:
         """Drop the cancelled tasks that are more than :attr:`stale_timeout` seconds past their
-        time, with their stored copies. Returns how many were dropped."""
+        time on the handler's clock, with their stored copies; the Deferred of each
+        (:meth:`Task.get_deferred`) fails with ``CancelledError``. Scheduled and paused tasks
+        are never touched. Returns how many were dropped.
+
+        Raises:
+            StoreError: The stored copies could not be deleted; nothing was dropped (the next
+                clean-up tries again).
+        """
         cutoff = self._stale_now() - max(0.0, self.stale_timeout)
         stale = []
         while self._cancelled and self._cancelled[0][0] < cutoff:
@@ -548,11 +585,13 @@ class TaskHandler:
         return len(stale)
 
     def clear(self, save: bool = True, cancel: bool = True) -> bool:
-        """Drop every task (Evennia's ``clear``): nothing held fires any more.
+        """Drop every task held (Evennia's ``clear``): none of them fires any more, and the
+        Deferred of each (:meth:`Task.get_deferred`) fails with ``CancelledError``.
 
         Args:
-            save: Also delete every stored task; False keeps the store as it is (so a
-                :meth:`load` brings the persistent ones back, as a restart would).
+            save: Also delete every task row of the store, held or not; False keeps the store
+                as it is (so a :meth:`load` brings the persistent ones back, as a restart
+                would).
             cancel: Accepted for Evennia's signature; cleared tasks never fire either way.
 
         Returns:

@@ -223,7 +223,13 @@ class VirtualClock:
 
 
 class Recorder:
-    """A session that records what an object is sent (and, with ``echo``, prints it)."""
+    """A session that records what an object is sent (and, with ``echo``, prints it).
+
+    Attributes:
+        lines: The lines received and not yet taken, oldest first.
+        echo: Also print each line as it arrives.
+        prefix: Put before each printed line (a player's name, say).
+    """
 
     def __init__(self, echo: bool = False, prefix: str = "") -> None:
         self.lines: list[str] = []
@@ -231,6 +237,8 @@ class Recorder:
         self.prefix = prefix
 
     def send(self, text: str) -> None:
+        """Record ``text``, one entry per line (an empty text is one empty line), as an object's
+        :meth:`~evasync.DefaultObject.msg` sends it."""
         for line in text.splitlines() or [""]:
             self.lines.append(line)
             if self.echo:

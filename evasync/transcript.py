@@ -56,7 +56,15 @@ class TranscriptError(AssertionError):
 
 @dataclass(frozen=True)
 class Step:
-    """One line of a transcript: ``kind`` is "input", "wait", "reload" or "output"."""
+    """One line of a transcript, as :func:`parse` reads it.
+
+    Attributes:
+        kind: ``"input"`` (a typed line), ``"wait"`` (time passes), ``"reload"`` (the server
+            reloads) or ``"output"`` (a line that must appear).
+        text: The typed line without its prompt, for input; the whole line otherwise.
+        player: Who types an input line (``"Player"`` unless the line names someone).
+        seconds: How long a wait lasts; 0 for the other kinds.
+    """
 
     kind: str
     text: str
@@ -317,6 +325,9 @@ class TranscriptParser:
         player: Who plays the blocks (default :func:`play_on_evasync`). With another player,
             such as a :class:`ProcessPlayer` running Evennia, the blocks marked
             ``:evasync-only:`` are left out: every other block is portable, and proven so.
+
+    Attributes:
+        player: The player given (None for the default).
     """
 
     def __init__(self, player: Player | None = None) -> None:
@@ -342,5 +353,7 @@ class TranscriptParser:
             yield region
 
     def evaluate(self, example: Any) -> None:
+        """Play one block found by this parser (Sybil calls it): :func:`check` with the block's
+        text, command sets, typeclass and :attr:`player`."""
         text, cmdsets, typeclass = example.parsed
         check(text, cmdsets, typeclass, self.player)

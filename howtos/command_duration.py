@@ -6,9 +6,12 @@ by the howto page's transcripts, in virtual time.
 
 from evasync import CmdSet, Command, MuxCommand, delay
 
-CRAFT_STEP = 10   # seconds per crafting step
+COOKING_TIME = 10  # seconds until an ordered dish arrives
+TOLL_GAP = 3       # seconds between two strokes of the bell
+MAX_STROKES = 12   # the most strokes one toll rings
+CRAFT_STEP = 10    # seconds per crafting step
 FIGHT_LENGTH = 20  # seconds a fight keeps you busy
-BREW_TIME = 60    # seconds a potion takes; survives a reload
+BREW_TIME = 60     # seconds a potion takes; survives a reload
 
 
 class CmdWait(Command):
@@ -30,61 +33,61 @@ class CmdWait(Command):
         self.msg("... ten. You stop counting.")
 
 
-class CmdEcho(MuxCommand):
+class CmdOrder(MuxCommand):
     """
-    Shout and wait for the echo.
+    Order a dish from the tavern kitchen.
 
     Usage:
-      echo <words>
+      order <dish>
 
-    Schedules a callback with delay(): func() ends at once, the echo
-    comes back ten seconds later.
+    Schedules a callback with delay(): func() ends at once, and the
+    dish arrives ten seconds later.
     """
 
-    key = "echo"
+    key = "order"
 
     def func(self):
         if not self.args:
-            self.msg("Shout what? Usage: echo <words>")
+            self.msg("Order what? Usage: order <dish>")
             return
-        self.msg(f"You shout '{self.args}' into the valley and listen ...")
-        delay(10, self.echo_back)
+        self.msg(f"You order {self.args}. The cook disappears into the kitchen.")
+        delay(COOKING_TIME, self.serve)
 
-    def echo_back(self):
-        words = self.args
-        self.msg(f"The valley answers: {words.upper()} ... {words.capitalize()} ... "
-                 f"{words.lower()}")
+    def serve(self):
+        self.msg(f"The cook brings your {self.args}, steaming hot.")
 
 
-class CmdShout(MuxCommand):
+class CmdToll(MuxCommand):
     """
-    Shout and hear the echo fade, one repeat every two seconds.
+    Toll the chapel bell, one stroke every three seconds.
 
     Usage:
-      shout <words>
+      toll [<strokes>]
 
-    Each callback schedules the next one: a chain of delays.
+    Rings three strokes unless you say how many (at most twelve).
+    Each stroke schedules the next one: a chain of delays.
     """
 
-    key = "shout"
+    key = "toll"
 
     def func(self):
-        if not self.args:
-            self.msg("Shout what? Usage: shout <words>")
+        try:
+            strokes = int(self.args or 3)
+        except ValueError:
+            strokes = 0
+        if not 1 <= strokes <= MAX_STROKES:
+            self.msg(f"Toll how many times? Usage: toll [1-{MAX_STROKES}]")
             return
-        self.msg(f"You shout '{self.args}'.")
-        delay(2, self.first_echo)
+        self.msg("You grip the bell rope and pull.")
+        delay(TOLL_GAP, self.strike, 1, strokes)
 
-    def first_echo(self):
-        self.msg(f"... {self.args.upper()}")
-        delay(2, self.second_echo)
-
-    def second_echo(self):
-        self.msg(f"... {self.args.capitalize()}")
-        delay(2, callback=self.last_echo)
-
-    def last_echo(self):
-        self.msg(f"... {self.args.lower()} ...")
+    def strike(self, stroke, strokes):
+        self.msg(f"BONG ({stroke} of {strokes})")
+        if stroke < strokes:
+            # The callback, like the arguments handed to it, may be passed by keyword.
+            delay(TOLL_GAP, callback=self.strike, stroke=stroke + 1, strokes=strokes)
+        else:
+            self.msg("The last stroke hums away over the rooftops.")
 
 
 class CmdBigSwing(MuxCommand):
@@ -94,8 +97,8 @@ class CmdBigSwing(MuxCommand):
     Usage:
       bigswing <target>
 
-    A mighty blow leaves you off balance for eight seconds; you
-    cannot swing again until you recover.
+    Putting everything into one blow leaves you off balance for eight
+    seconds; you cannot swing again until you recover.
     """
 
     key = "bigswing"
@@ -109,8 +112,9 @@ class CmdBigSwing(MuxCommand):
             return
         target = self.args or "the air"
         self.msg(f"You put all your weight into a swing at {target} and stumble off balance.")
-        # The flag lives on the character, not on this Command instance, so other commands
-        # (and the callback below, which runs after this command is long gone) can see it.
+        # Kept on the character: every line typed runs a new copy of the command, so a flag
+        # set on this instance would be gone by the next swing, and no other command could
+        # read it. The callback below is handed the character for the same reason.
         caller.ndb.off_balance = True
         delay(8, recover_balance, caller)
 
@@ -278,7 +282,7 @@ class CommandDurationCmdSet(CmdSet):
     key = "command_duration"
 
     def at_cmdset_creation(self):
-        for command in (CmdWait, CmdEcho, CmdShout, CmdBigSwing, CmdCraft, CmdAttack, CmdMove,
+        for command in (CmdWait, CmdOrder, CmdToll, CmdBigSwing, CmdCraft, CmdAttack, CmdMove,
                         CmdBrew):
             self.add(command)
 

@@ -70,11 +70,13 @@ class CmdStargaze(MuxCommand):
 
 class CmdChart(CmdStargaze):
     """
-    Chart the night sky: stargaze, with the counting done in a worker
-    process, so it never slows anyone down.
+    Stargaze, with the counting done in a worker process.
 
     Usage:
       chart [<seed>] [= <number of stars>]
+
+    The same as stargaze, but the counting runs in another process,
+    which keeps the game more responsive for everyone meanwhile.
     """
 
     key = "chart"

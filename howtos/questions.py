@@ -85,11 +85,12 @@ class CmdSell(Command):
 
 class CmdQuickSale(CmdSell):
     """
-    Sell something; the shopkeeper takes fifteen seconds of silence
-    as a no.
+    Sell something to a shopkeeper who will not wait long for you.
 
     Usage:
       quicksell <item>
+
+    Fifteen seconds of silence count as a no.
     """
 
     key = "quicksell"

@@ -993,6 +993,41 @@ def test_a_command_that_runs_during_questions_is_not_taken_for_an_answer(rt):
     assert alice.heard() == ["Sure?", "You leave.", "Answered look."]
 
 
+def test_during_a_question_only_the_bare_name_of_an_allowed_command_runs(rt):
+    """What Command.runs_during_questions says: the whole line, in any case and with the spaces
+    around it ignored, must be the key or an alias, and the caller must pass the cmd lock."""
+    class CmdLeave(Command):
+        key = "leave"
+        aliases = ["go"]
+        runs_during_questions = True
+
+        def func(self):
+            self.msg("You leave.")
+
+    class CmdLocked(Command):
+        key = "shutdown"
+        locks = "cmd:superuser()"
+        runs_during_questions = True
+
+        def func(self):
+            self.msg("Shutting down.")
+
+    class CmdAsk(Command):
+        key = "ask"
+
+        def func(self):
+            while True:
+                answer = yield "Sure?"
+                self.msg(f"Answered {answer}.")
+
+    alice = Player(rt, "Alice", cmdset_of(CmdLeave, CmdLocked, CmdAsk))
+    alice.types("ask")
+    for line in ("  LEAVE  ", "Go", "leave now", "shutdown", "help"):
+        alice.types(line)
+    assert alice.heard() == ["Sure?", "You leave.", "You leave.", "Answered leave now.",
+                             "Sure?", "Answered shutdown.", "Sure?", "Answered help.", "Sure?"]
+
+
 def test_add_default_puts_the_base_set_first_stores_it_and_replaces_an_older_default(rt):
     alice = Player(rt, "Alice")
     alice.obj.cmdset.add(DanceCmdSet, persistent=True)
@@ -1003,6 +1038,15 @@ def test_add_default_puts_the_base_set_first_stores_it_and_replaces_an_older_def
     alice.refetch()
     kinds = [type(s) for s in alice.obj.cmdset.all()]
     assert kinds == [BasicCmdSet, DanceCmdSet]       # the old default replaced, order kept
+
+
+def test_add_default_stays_first_after_a_reload_before_the_typeclass_defaults(rt):
+    alice = Player(rt, "Alice", typeclass=_commands_support.DancerCharacter)
+    alice.obj.cmdset.add_default(BasicCmdSet)
+    before = [type(s) for s in alice.obj.cmdset.all()]
+    rt.reload()
+    alice.refetch()
+    assert [type(s) for s in alice.obj.cmdset.all()] == before == [BasicCmdSet, DanceCmdSet]
 
 
 def test_only_the_lock_of_the_command_typed_is_checked(rt):

@@ -162,15 +162,15 @@ def test_evasync_only_code_fails_on_evennia_as_it_would_in_a_ported_game(evennia
 
 
 def test_an_evennia_reload_drops_what_lives_in_memory_and_keeps_persistent_tasks(evennia):
-    # After the reload ndb.off_balance is gone (a new swing is allowed), the echo (a plain
-    # delay) never answers, and the persistent brew still finishes.
+    # After the reload ndb.off_balance is gone (a new swing is allowed), the order (a plain
+    # delay) never comes, and the persistent brew still finishes.
     check("""
         > bigswing troll
         You put all your weight into a swing at troll and stumble off balance.
         > brew tea
         You set a cauldron of tea to simmer. It will be ready in a minute.
-        > echo hi
-        You shout 'hi' into the valley and listen ...
+        > order stew
+        You order stew. The cook disappears into the kitchen.
         ... the server reloads ...
         > bigswing troll
         You put all your weight into a swing at troll and stumble off balance.

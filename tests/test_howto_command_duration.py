@@ -8,7 +8,8 @@ import pytest
 
 from evasync import NotPersistableError
 from howtos import command_duration
-from howtos.command_duration import BREW_TIME, CRAFT_STEP, FIGHT_LENGTH, CommandDurationCmdSet
+from howtos.command_duration import (BREW_TIME, COOKING_TIME, CRAFT_STEP, FIGHT_LENGTH,
+                                     MAX_STROKES, TOLL_GAP, CommandDurationCmdSet)
 
 from tests._commands_support import Player, caught_log, rt  # noqa: F401  (rt is a fixture)
 
@@ -20,7 +21,8 @@ def hero(rt):
 
 
 def test_the_howtos_constants_are_the_ones_its_page_talks_about():
-    assert (CRAFT_STEP, FIGHT_LENGTH, BREW_TIME) == (10, 20, 60)
+    assert (COOKING_TIME, TOLL_GAP, MAX_STROKES, CRAFT_STEP, FIGHT_LENGTH, BREW_TIME) == (
+        10, 3, 12, 10, 20, 60)
 
 
 # -- wait: a yield in func() --------------------------------------------------------------------
@@ -29,14 +31,14 @@ def test_wait_pauses_ten_seconds_and_other_commands_answer_meanwhile(rt, hero):
     hero.types("wait")
     assert hero.heard() == ["You start counting to ten..."]
     rt.advance(5)
-    hero.types("echo hello")
-    assert hero.heard() == ["You shout 'hello' into the valley and listen ..."]
+    hero.types("order rabbit stew")
+    assert hero.heard() == ["You order rabbit stew. The cook disappears into the kitchen."]
     rt.advance(4.9)
     assert hero.heard() == []
     rt.advance(0.1)
     assert hero.heard() == ["... ten. You stop counting."]
     rt.advance(5)
-    assert hero.heard() == ["The valley answers: HELLO ... Hello ... hello"]
+    assert hero.heard() == ["The cook brings your rabbit stew, steaming hot."]
 
 
 def test_one_player_waiting_never_holds_up_another(rt):
@@ -52,36 +54,49 @@ def test_one_player_waiting_never_holds_up_another(rt):
     assert anna.heard() == ["... ten. You stop counting."]
 
 
-# -- echo and shout: delay() and a chain of delays ----------------------------------------------
+# -- order and toll: delay() and a chain of delays ---------------------------------------------
 
-def test_echo_without_words_explains_its_usage(hero):
-    hero.types("echo")
-    assert hero.heard() == ["Shout what? Usage: echo <words>"]
+def test_order_without_a_dish_explains_its_usage(hero):
+    hero.types("order")
+    assert hero.heard() == ["Order what? Usage: order <dish>"]
 
 
-def test_echo_answers_ten_seconds_later(rt, hero):
-    hero.types("echo Is anyone there")
+def test_an_order_arrives_ten_seconds_later(rt, hero):
+    hero.types("order fish pie")
     hero.heard()
     rt.advance(9.99)
     assert hero.heard() == []
     rt.advance(0.01)
-    assert hero.heard() == ["The valley answers: IS ANYONE THERE ... Is anyone there ... "
-                            "is anyone there"]
+    assert hero.heard() == ["The cook brings your fish pie, steaming hot."]
 
 
-def test_shout_echoes_fade_every_two_seconds(rt, hero):
-    hero.types("shout Hello!")
-    assert hero.heard() == ["You shout 'Hello!'."]
+def test_toll_rings_three_strokes_three_seconds_apart(rt, hero):
+    hero.types("toll")
+    assert hero.heard() == ["You grip the bell rope and pull."]
     timeline = []
-    for _ in range(8):
+    for _ in range(12):
         rt.advance(1)
         timeline += [(rt.now, line) for line in hero.heard()]
-    assert timeline == [(2, "... HELLO!"), (4, "... Hello!"), (6, "... hello! ...")]
+    assert timeline == [(3, "BONG (1 of 3)"), (6, "BONG (2 of 3)"), (9, "BONG (3 of 3)"),
+                        (9, "The last stroke hums away over the rooftops.")]
 
 
-def test_shout_without_words_explains_its_usage(hero):
-    hero.types("shout")
-    assert hero.heard() == ["Shout what? Usage: shout <words>"]
+def test_toll_rings_as_many_strokes_as_asked(rt, hero):
+    hero.types("toll 12")
+    rt.advance(12 * TOLL_GAP)
+    heard = hero.heard()
+    assert heard[0] == "You grip the bell rope and pull."
+    assert heard[1:] == [f"BONG ({n} of 12)" for n in range(1, 13)] + [
+        "The last stroke hums away over the rooftops."]
+
+
+@pytest.mark.parametrize("typed", ["toll 0", "toll 13", "toll -1", "toll many", "toll 2.5",
+                                   "toll \u00b2", "toll " + "9" * 5000])
+def test_toll_refuses_what_is_not_a_number_of_strokes_from_1_to_12(rt, hero, typed):
+    hero.types(typed)
+    assert hero.heard() == ["Toll how many times? Usage: toll [1-12]"]
+    rt.advance(60)
+    assert hero.heard() == []
 
 
 # -- bigswing: a command that blocks itself -----------------------------------------------------
@@ -247,17 +262,17 @@ def test_brew_without_a_potion_explains_its_usage(hero):
     assert hero.heard() == ["Brew what? Usage: brew <potion>"]
 
 
-def test_a_plain_echo_does_not_survive_a_reload(rt, hero):
-    hero.types("echo anyone there")
+def test_a_plain_order_does_not_survive_a_reload(rt, hero):
+    hero.types("order fish pie")
     rt.reload()
     hero.refetch()
     rt.advance(10)
-    hero.types("echo still here")
+    hero.types("order fish pie")
     rt.advance(10)
     assert hero.heard() == [
-        "You shout 'anyone there' into the valley and listen ...",
-        "You shout 'still here' into the valley and listen ...",
-        "The valley answers: STILL HERE ... Still here ... still here",
+        "You order fish pie. The cook disappears into the kitchen.",
+        "You order fish pie. The cook disappears into the kitchen.",
+        "The cook brings your fish pie, steaming hot.",
     ]
 
 
@@ -286,7 +301,7 @@ def test_walking_names_the_full_direction(hero, typed, direction):
 def test_help_lists_every_command_of_the_howto(hero):
     hero.types("help")
     listed = [line.split()[0] for line in hero.heard()[1:-1]]
-    assert listed == ["attack", "bigswing", "brew", "craft", "echo", "help", "north", "shout",
+    assert listed == ["attack", "bigswing", "brew", "craft", "help", "north", "order", "toll",
                       "wait"]
 
 

@@ -13,12 +13,14 @@ import re
 import socket
 import sqlite3
 import threading
+from pathlib import Path
 
 import pytest
 from twisted.internet.task import Clock
 
 from evasync.server.accounts import check_name, check_password, hash_password
 from evasync.server.clock import ScaledClock
+from evasync.server.commands import CmdPy
 from evasync.server.game import CREATES_PER_ADDRESS, FREE_FAILURES
 from evasync.server.portal import MAX_PER_ADDRESS
 from evasync.server.fairness import MAX_LINE
@@ -27,6 +29,7 @@ from evasync.server.telnet import BACKLOG_MAX, clean
 from ._server_support import TIMEOUT, Client, Server, address, wait_for
 
 EXEMPT = "127.2.0.1"  # the server is started with --exempt-address for this one
+ROOT = Path(__file__).resolve().parent.parent
 
 
 @pytest.fixture(scope="module")
@@ -227,7 +230,19 @@ def test_py_runs_in_the_game_with_self_and_me(server, admin):
     admin.command("look", "The Demo Room")
 
 
-def test_the_seed_one_liner_echoes_back(server, admin):
+def test_the_one_liner_of_the_docs_schedules_a_message(server, admin):
+    one_liner = 'py from evasync import delay; delay(5, me.msg, "A raven lands on your shoulder.")'
+    suggested_by = [(ROOT / "README.md").read_text(), CmdPy.__doc__,
+                    (ROOT / "docs" / "howtos" / "demo-server.md").read_text()]
+    assert all(one_liner in text for text in suggested_by)
+    admin.command(one_liner, r"<<< <Task \d+ \w+\.msg scheduled>")
+    admin.expect("A raven lands on your shoulder.")
+    # The demo-server page says every py line is in the log.
+    wait_for(lambda: one_liner[3:] in server.log(), what="the py line in evasync.log")
+
+
+def test_the_one_liner_of_evennias_docs_works_with_evasyncs_import(server, admin):
+    # Evennia users will type it; only the module in its import differs.
     admin.command('py from evasync import delay; delay(10, lambda who: who.msg("Test!"), self)',
                   r"<<< <Task \d+ <lambda> scheduled>")
     admin.expect("Test!")

@@ -26,7 +26,7 @@ def test_reload_mid_delay_keeps_every_connection_and_the_persistent_delay(server
     old_game = server.game_pid
     alice.command("brew tea", "You set a cauldron of tea to simmer")
     bob.command("wait", "You start counting to ten")
-    bob.command("echo hello", "You shout 'hello' into the valley")
+    bob.command("order stew", "You order stew. The cook disappears")
 
     alice.command("reload", "The server is reloading; you stay connected")
     for client in (alice, bob, guest):
@@ -38,7 +38,7 @@ def test_reload_mid_delay_keeps_every_connection_and_the_persistent_delay(server
     guest.login("Guest")                           # the not-yet-logged-in one too
     alice.expect("Your tea is ready!")
     bob.absent("... ten.", within=0.2)             # pauses and plain delays are gone
-    bob.absent("The valley answers", within=0.2)
+    bob.absent("The cook brings", within=0.2)
     assert server.tasks() == []
 
 

@@ -1,8 +1,8 @@
 """A real MUD client, tintin++ (Debian's ``tintin++``), plays a scripted session on the server.
 
 tintin++ needs a terminal, so it runs on a pseudo-terminal; its script connects, makes an
-account, shouts (a delayed command: the echo comes ten game seconds, one real second, later),
-logs the session to a file and quits when the echo has come back.
+account, orders a dish (a delayed command: it arrives ten game seconds, one real second, later),
+logs the session to a file and quits when the dish has come.
 """
 
 from __future__ import annotations
@@ -27,8 +27,8 @@ TINTIN = shutil.which("tt++") or next(
 SCRIPT = """\
 #config {{log}} {{plain}}
 #action {{create <name> <password>}} {{create Tintin s3cret-pw}} {{5}}
-#action {{Welcome, Tintin!}} {{echo hello valley}}
-#action {{The valley answers: %*}} {{#delay {{0.5}} {{#end}}}}
+#action {{Welcome, Tintin!}} {{order hot soup}}
+#action {{The cook brings your %*}} {{#delay {{0.5}} {{#end}}}}
 #session demo 127.0.0.1 {port}
 #log overwrite {{{log}}}
 #delay {{60}} {{#end}}
@@ -61,7 +61,7 @@ def run_on_a_terminal(args: list[str], cwd: str, timeout: float) -> bytes:
 
 
 @pytest.mark.skipif(TINTIN is None, reason="tintin++ is not installed (apt-get install tintin++)")
-def test_tintin_creates_an_account_and_hears_the_echo(tmp_path):
+def test_tintin_creates_an_account_and_gets_its_order(tmp_path):
     server = Server(tmp_path).start()
     try:
         log = tmp_path / "tintin.log"
@@ -70,8 +70,8 @@ def test_tintin_creates_an_account_and_hears_the_echo(tmp_path):
         output = run_on_a_terminal([TINTIN, "-G", str(script)], str(tmp_path), timeout=90)
         seen = log.read_text(errors="replace") if log.exists() else ""
         assert "Welcome, Tintin! Your character has been created." in seen, (seen, output[-2000:])
-        assert "You shout 'hello valley' into the valley and listen ..." in seen
-        assert "The valley answers: HELLO VALLEY ... Hello valley ... hello valley" in seen
+        assert "You order hot soup. The cook disappears into the kitchen." in seen
+        assert "The cook brings your hot soup, steaming hot." in seen
     finally:
         server.close()
     assert "account Tintin created" in server.log()

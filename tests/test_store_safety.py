@@ -149,11 +149,54 @@ def test_a_row_naming_code_outside_the_game_is_quarantined_never_called(rt, tmp_
         assert "antigravity" not in sys.modules   # refused before anything was imported
 
 
-@pytest.mark.parametrize("callback", [os.getcwd, subprocess.run, json.dumps])
-def test_delay_refuses_a_callback_outside_the_trusted_modules(rt, callback):
-    with pytest.raises(NotPersistableError, match="not trusted.*EVASYNC_TRUSTED"):
+def _nowhere() -> None:
+    """A function whose module Python cannot find (a module made at run time, or since gone)."""
+
+
+_nowhere.__module__ = "evasync_test_no_such_game.tasks"
+#: Advice that would not help (a module that cannot be found) or would be unsafe (the stdlib).
+TRUST_IT = ("EVASYNC_TRUSTED", "trusted=[")
+
+
+@pytest.mark.parametrize("callback", [os.getcwd, subprocess.run, json.dumps, print, len])
+def test_a_stdlib_or_builtin_callback_is_refused_without_advice_to_trust_it(rt, callback):
+    with pytest.raises(NotPersistableError, match="not trusted") as refused:
         delay(5, callback, persistent=True)
+    message = str(refused.value)
+    assert "standard library" in message and "function defined in a module of your own game" \
+        in message
+    assert not any(advice in message for advice in TRUST_IT), message
     assert stored_ids(rt) == []
+
+
+def test_a_callback_from_a_module_that_cannot_be_found_is_refused_saying_so(rt):
+    with pytest.raises(NotPersistableError) as refused:
+        delay(5, _nowhere, persistent=True)
+    message = str(refused.value)
+    assert "finds no module 'evasync_test_no_such_game'" in message
+    assert "module of your own game that this process can import" in message
+    assert not any(advice in message for advice in TRUST_IT), message
+    assert stored_ids(rt) == []
+
+
+def test_a_callback_from_an_installed_package_is_refused_saying_how_to_trust_it(rt):
+    from twisted.python.reflect import fullyQualifiedName
+
+    with pytest.raises(NotPersistableError, match="installed package") as refused:
+        delay(5, fullyQualifiedName, persistent=True)
+    message = str(refused.value)
+    assert "EVASYNC_TRUSTED=twisted or Runtime(trusted=['twisted'])" in message
+    assert "if not, call it from a function defined in a module of your own game" in message
+
+
+@pytest.mark.parametrize("name, why", [("os:system", "standard library"),
+                                       ("evasync_test_no_such_game:fly", "finds no module")])
+def test_a_quarantined_row_says_why_without_advice_to_trust_its_module(rt, name, why):
+    insert_row(rt, 9, 0.0, "scheduled", json.dumps({"path": name}))
+    rt.reload()
+    [(task_id, reason)] = rt.store.quarantined()
+    assert task_id == 9 and why in reason
+    assert not any(advice in reason for advice in TRUST_IT), reason
 
 
 def test_game_code_outside_the_python_installation_is_trusted_by_default():

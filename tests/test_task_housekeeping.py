@@ -67,6 +67,19 @@ def test_a_cancelled_task_is_dropped_once_it_is_stale_when_a_task_is_added(rt):
     assert CALLS == []
 
 
+def test_a_cancelled_task_keeps_its_time_left_to_staleness_when_the_clock_is_swapped(rt):
+    cancelled = delay(10, record, "cancelled", persistent=True)
+    cancelled.cancel()
+    ahead = twisted_task.Clock()
+    ahead.advance(1000)
+    TASK_HANDLER.clock = ahead                   # its due moves to 1010: stale after 1070
+    delay(1, record, "new")
+    assert cancelled.exists() and cancelled.id in stored_ids(rt)
+    ahead.advance(70.5)
+    delay(1, record, "newer")
+    assert not cancelled.exists() and cancelled.id not in stored_ids(rt)
+
+
 def test_stale_timeout_zero_keeps_cancelled_tasks_but_clean_stale_tasks_still_works(rt):
     TASK_HANDLER.stale_timeout = 0
     old = delay(5, record, "old", persistent=True)

@@ -18,19 +18,19 @@ def test_parse_reads_inputs_waits_reloads_and_output():
         > wait
         You start counting to ten...
         ... 1.5 seconds pass ...
-        Bob> echo hi
+        Bob> toll 2
         ... 2 minutes pass ...
         ... the server reloads ...
-        ... HELLO!
+        BONG (1 of 2)
         """))
     assert steps == [
         Step("input", "wait"),
         Step("output", "You start counting to ten..."),
         Step("wait", "... 1.5 seconds pass ...", seconds=1.5),
-        Step("input", "echo hi", player="Bob"),
+        Step("input", "toll 2", player="Bob"),
         Step("wait", "... 2 minutes pass ...", seconds=120.0),
         Step("reload", "... the server reloads ..."),
-        Step("output", "... HELLO!"),
+        Step("output", "BONG (1 of 2)"),
     ]
 
 
@@ -42,11 +42,12 @@ def test_run_writes_what_really_happened_in_transcript_form():
 
 
 def test_several_players_get_name_prefixes_and_do_not_wait_for_each_other():
-    played = run("Anna> wait\nBob> shout hey\n... 2 seconds pass ...\n", [CMDSET])
+    played = run("Anna> wait\nBob> toll 1\n... 3 seconds pass ...\n", [CMDSET])
     assert played.splitlines() == [
         "Anna> wait", "[Anna] You start counting to ten...",
-        "Bob> shout hey", "[Bob] You shout 'hey'.",
-        "... 2 seconds pass ...", "[Bob] ... HEY"]
+        "Bob> toll 1", "[Bob] You grip the bell rope and pull.",
+        "... 3 seconds pass ...", "[Bob] BONG (1 of 1)",
+        "[Bob] The last stroke hums away over the rooftops."]
 
 
 def test_a_wrong_line_fails_with_a_diff():

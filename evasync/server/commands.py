@@ -142,7 +142,7 @@ class CmdPy(Command):
     Runs in the reactor, with `self` and `me` bound to you, `evasync`
     and `runtime` at hand. Prints what the code prints, the value of a
     final expression, or the traceback. Try:
-      py from evasync import delay; delay(10, lambda who: who.msg("Test!"), self)
+      py from evasync import delay; delay(5, me.msg, "A raven lands on your shoulder.")
     """
 
     key = "py"
