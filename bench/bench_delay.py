@@ -9,7 +9,8 @@ alternating rounds:
 
 * non-persistent delays: raw ``reactor.callLater``;
 * memory per pending delay: a bare ``reactor.callLater`` whose handle is kept;
-* persistent adds: a raw ``sqlite3`` insert + commit into the same table, same pragmas;
+* persistent adds: a raw ``sqlite3`` insert + commit into a table of the same schema in the
+  same file, same pragmas;
 * ``load()`` and firing the overdue backlog: the same rows read, decoded and scheduled, and fired
   with a DELETE commit per chunk, by plain code.
 
@@ -197,20 +198,31 @@ def _persistent(db_path: str, synchronous: str, backlogs: str) -> dict:
     rounds, adds = PERSISTENT_ROUNDS[synchronous]
     evasync.delay(3600, noop, 0, "kettle", temperature=90, persistent=True)
     row = store_conn.execute("SELECT state, callback, args, kwargs FROM tasks").fetchone()
-    # The raw rows' ids run in a block of their own, like evasync's (whose blocks start at
-    # 2**20), below the backlog's: both kinds of add write consecutive keys into the same table.
-    raw_id, backlog_id = 1 << 40, 1 << 50
+    first_id = store_conn.execute("SELECT id FROM tasks").fetchone()[0]
+    # The floor writes into a table of its own, made from the tasks table's own schema, in the
+    # same file: each kind appends consecutive ids at the end of its own table, as a game's adds
+    # do (a new process takes a higher block of ids). Sharing one table, one kind would always
+    # insert in the middle of the other's rows, and SQLite appends at a table's end for less.
+    schema = store_conn.execute(
+        "SELECT sql FROM sqlite_master WHERE type='table' AND name='tasks'").fetchone()[0]
+    raw.execute(schema.replace("tasks", "floor_tasks", 1))
+    raw.execute("INSERT INTO floor_tasks SELECT * FROM tasks")
+    # The backlog goes below both kinds' ids (evasync's blocks start at 2**20), the same rows
+    # at the same ids in both tables.
+    raw_id, backlog_id = first_id, 0
     result: dict[str, Any] = {"pragmas": pragmas, "adds": adds, "rounds": rounds,
                               "backlogs": {}}
     stored = 1
     for backlog in map(int, backlogs.split(",")):
         # The backlog: rows like the timed ones, written in one transaction (its cost is not
-        # what is measured: only that the table holds that many rows).
+        # what is measured: only that the tables hold that many rows).
+        assert backlog < first_id, "the backlog's ids must stay below evasync's"
         raw.execute("BEGIN")
         for _ in range(backlog - stored):
             backlog_id += 1
-            raw.execute("INSERT INTO tasks VALUES (?, ?, ?, ?, ?, ?)",
-                        (backlog_id, 7200.0, *row))
+            for table in ("tasks", "floor_tasks"):
+                raw.execute(f"INSERT INTO {table} VALUES (?, ?, ?, ?, ?, ?)",
+                            (backlog_id, 7200.0, *row))
         raw.execute("COMMIT")
         stored = backlog
         samples: dict[str, list[float]] = {"delay": [], "raw": []}
@@ -223,7 +235,7 @@ def _persistent(db_path: str, synchronous: str, backlogs: str) -> dict:
             nonlocal raw_id
             for i in range(adds):
                 raw_id += 1
-                raw.execute("INSERT INTO tasks VALUES (?, ?, ?, ?, ?, ?)",
+                raw.execute("INSERT INTO floor_tasks VALUES (?, ?, ?, ?, ?, ?)",
                             (raw_id, 3600.0 + i, *row))
 
         for round_ in range(rounds):
@@ -234,7 +246,7 @@ def _persistent(db_path: str, synchronous: str, backlogs: str) -> dict:
                 start = time.perf_counter()
                 timed()
                 samples[kind].append(adds / (time.perf_counter() - start))
-        stored += 2 * rounds * adds
+        stored += rounds * adds  # in each table
         result["backlogs"][str(backlog)] = {
             **{k: statistics.median(v) for k, v in samples.items()},
             "ranges": {k: (min(v), max(v)) for k, v in samples.items()}}
@@ -538,9 +550,11 @@ def _report(rows: list, memory: dict, adds: dict, loads: list, backlog: dict,
         "",
         "`delay(3600 + i, noop, i, \"kettle\", temperature=90, persistent=True)` in a loop: each "
         "add is its own committed SQLite transaction before `delay` returns. The floor: a raw "
-        "`sqlite3` `INSERT` of the same row into the same table of the same file, in autocommit "
-        "mode (an insert + commit each), with the same pragmas, in alternating rounds (which "
-        "kind goes first alternating too); each figure is the median of its rounds.",
+        "`sqlite3` `INSERT` of the same row into a table made from the same schema in the same "
+        "file (each kind appends consecutive ids at the end of its own table, as a game's adds "
+        "do, above the same backlog rows), in autocommit mode (an insert + commit each), with "
+        "the same pragmas, in alternating rounds (which kind goes first alternating too); each "
+        "figure is the median of its rounds.",
         "",
         "- `synchronous=NORMAL` (WAL), the default: a committed add survives the process being "
         "killed (SIGKILL included), **not an operating-system crash or power loss**, which may "

@@ -298,13 +298,46 @@ class Decoder:
         raise ValueError(f"unknown tag {tag!r} in stored data")
 
 
+def _encode_nested(value: Any) -> str:
+    return _encode(value, 1)
+
+
+#: Text of the scalars a task's arguments usually are, by exact type (a bool, an int subclass
+#: or anything else takes the general path): one C call each instead of a pass through
+#: :func:`_encode`, which a persistent delay() would pay for every argument.
+_SCALAR_TEXT: dict[type, Callable[[Any], str]] = {
+    str: _string, int: int.__repr__, float: _float_text}
+
+
 def dumps_arguments(args: tuple, owner: Any) -> str:
     """A persistent task's positional arguments as JSON text (a list): :func:`dumps` of
     ``list(args)``, without the copy; NotPersistableError names the argument refused."""
+    # A loop rather than a comprehension: a task has a few arguments, and (before Python 3.12)
+    # a comprehension costs a function call of its own.
+    scalar = _SCALAR_TEXT.get
+    parts = []
     try:
-        return "[" + ",".join([_encode(arg, 1) for arg in args]) + "]"
+        for arg in args:
+            parts.append(scalar(type(arg), _encode_nested)(arg))
     except (_Refused, RecursionError):
         return dumps(list(args), "argument list of", owner)
+    return "[" + ",".join(parts) + "]"
+
+
+def dumps_keywords(kwargs: dict, owner: Any) -> str:
+    """A persistent task's keyword arguments as JSON text: :func:`dumps` of ``kwargs``;
+    NotPersistableError names the argument refused."""
+    scalar = _SCALAR_TEXT.get
+    parts = []
+    try:
+        for key, value in kwargs.items():
+            # Keyword names are strings (Python sees to that), but maybe of a subclass of
+            # str, which only the general path stores or refuses.
+            parts.append("[" + (_string(key) if type(key) is str else _encode_nested(key))
+                         + "," + scalar(type(value), _encode_nested)(value) + "]")
+    except (_Refused, RecursionError):
+        return dumps(kwargs, "keyword arguments of", owner)
+    return '{"d":[' + ",".join(parts) + "]}"
 
 
 def dumps(value: Any, where: str, owner: Any = None) -> str:
@@ -336,18 +369,24 @@ def loads(text: str, get_object: Callable[[int], Any]) -> Any:
 
 # -- callbacks ---------------------------------------------------------------------------------
 
-#: Module-level functions already checked, with their stored form (checking imports the module
-#: and follows the name, which need not happen on every delay()).
-_CALLBACK_SPECS: dict[Any, tuple[str, str, dict, str]] = {}
+#: Module-level functions already checked, with their stored form and the Trust that allowed
+#: them (checking imports the module and follows the name, which need not happen on every
+#: delay()). Only plain functions go in: never a bound method, whatever it is bound to.
+_CALLBACK_SPECS: dict[Any, tuple[str, str, dict, str, Trust]] = {}
 
 
 def callback_text(callback: Any, trust: Trust) -> str:
     """The stored form of ``callback`` as JSON text; NotPersistableError if it has none."""
-    cached = _CALLBACK_SPECS.get(callback) if not hasattr(callback, "__self__") else None
+    try:
+        cached = _CALLBACK_SPECS.get(callback)
+    except TypeError:  # an unhashable callable: never cached
+        cached = None
     if cached is not None:
-        text, module, namespace, name = cached
-        # Still that module's function under that name, and the module still trusted?
-        if namespace.get(name) is callback and trust.allows(module):
+        text, module, namespace, name, allowed_by = cached
+        # Still that module's function under that name (`is`: a lookup that found an equal
+        # but other callable proves nothing), and the module still trusted? A Trust's verdict
+        # on a module never changes, so the Trust that allowed it needs no asking again.
+        if namespace.get(name) is callback and (trust is allowed_by or trust.allows(module)):
             return text
     spec = encode_callback(callback, trust)
     text = json.dumps(spec, separators=(",", ":"))
@@ -355,7 +394,8 @@ def callback_text(callback: Any, trust: Trust) -> str:
     if "path" in spec and not hasattr(callback, "__self__") and "." not in qualname:
         module = sys.modules.get(callback.__module__)
         try:
-            _CALLBACK_SPECS[callback] = (text, callback.__module__, vars(module), qualname)
+            _CALLBACK_SPECS[callback] = (text, callback.__module__, vars(module), qualname,
+                                         trust)
         except TypeError:  # an unhashable callable, or no module dict: checked every time
             pass
     return text

@@ -31,7 +31,7 @@ def delay(timedelay: float, callback: Callable[..., Any], *args: Any, persistent
         NotPersistableError: with ``persistent=True``, the callback or an argument cannot be
             stored; the message names it and says what to do instead.
     """
-    return get_runtime().tasks.add(timedelay, callback, *args, persistent=persistent, **kwargs)
+    return get_runtime().tasks._add(timedelay, callback, args, kwargs, persistent)
 
 
 def create_object(typeclass: type | str | None = None, key: str | None = None) -> DefaultObject:

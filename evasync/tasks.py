@@ -298,6 +298,11 @@ class TaskHandler:
         and errors. It also raises RuntimeError if the handler was stopped (its runtime was
         reloaded or closed). When cancelled tasks are held, it then drops the stale ones (see
         :attr:`stale_timeout`)."""
+        return self._add(timedelay, callback, args, kwargs, persistent)
+
+    def _add(self, timedelay: float, callback: Callable, args: tuple, kwargs: dict,
+             persistent: bool) -> Task:
+        # add() with its arguments packed once: evasync.delay() hands them straight on.
         start = self._clock.seconds()  # the delay counts from the call, store opening included
         seconds = check_timedelay(timedelay)
         if not callable(callback):
@@ -306,16 +311,20 @@ class TaskHandler:
             raise RuntimeError("this task handler was stopped (the runtime was reloaded or "
                                "closed); use evasync.delay() or the new runtime's handler")
         if persistent:
-            stored = (_codec.callback_text(callback, self._trust),
-                      _codec.dumps_arguments(args, callback),
-                      _codec.dumps(kwargs, "keyword arguments of", callback)
-                      if kwargs else _NO_KWARGS_TEXT)
-        task = Task(self, self._new_id(), callback, args, kwargs or _NO_KWARGS, persistent,
-                    start + seconds)
+            callback_text = _codec.callback_text(callback, self._trust)
+            args_text = _codec.dumps_arguments(args, callback)
+            kwargs_text = _codec.dumps_keywords(kwargs, callback) if kwargs else _NO_KWARGS_TEXT
+        task_id = self._next_id
+        if task_id < self._end_id:
+            self._next_id = task_id + 1
+        else:
+            task_id = self._new_id()
+        due = start + seconds
+        task = Task(self, task_id, callback, args, kwargs or _NO_KWARGS, persistent, due)
         if persistent:
-            self._store.add_task(task.id, task.due, SCHEDULED, *stored)
-        self._tasks[task.id] = task
-        self._schedule(task)
+            self._store.add_task(task_id, due, SCHEDULED, callback_text, args_text, kwargs_text)
+        self._tasks[task_id] = task
+        task._call = self._timers.at(due, self._fire_task, task)
         if self._cancelled and self.stale_timeout > 0:
             self._clean_quietly()
         return task

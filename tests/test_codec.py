@@ -9,7 +9,7 @@ import random
 import pytest
 
 from evasync import NotPersistableError
-from evasync._codec import dumps, loads
+from evasync._codec import dumps, dumps_arguments, dumps_keywords, loads
 
 
 def _random_value(rng, depth=0):
@@ -68,3 +68,39 @@ def test_subclasses_of_plain_types_are_refused_rather_than_changed():
 
     with pytest.raises(NotPersistableError, match=r"value\[0\] cannot be stored"):
         dumps([Name("x")], "value")
+
+
+@pytest.mark.parametrize("seed", range(100))
+def test_a_tasks_arguments_are_written_exactly_as_dumps_writes_them(seed):
+    """``delay(persistent=True)`` writes its arguments through shortcuts for plain scalars:
+    the text must be the one ``dumps`` gives, so ``load()`` reads it back the same."""
+    rng = random.Random(seed)
+    args = tuple(_random_value(rng) for _ in range(rng.randrange(5)))
+    kwargs = {f"k{i}": _random_value(rng) for i in range(rng.randrange(4))}
+    assert dumps_arguments(args, None) == dumps(list(args), "value")
+    assert dumps_keywords(kwargs, None) == dumps(kwargs, "value")
+
+
+class _Name(str):
+    pass
+
+
+class _Count(int):
+    pass
+
+
+@pytest.mark.parametrize("bad", [_Name("x"), _Count(3), object()])
+def test_a_tasks_arguments_refuse_what_dumps_refuses_and_say_which(bad):
+    with pytest.raises(NotPersistableError, match=r"argument list of f\[1\] cannot be stored"):
+        dumps_arguments((1, bad), _owner("f"))
+    with pytest.raises(NotPersistableError, match=r"keyword arguments of f\['b'\] cannot be"):
+        dumps_keywords({"a": 1, "b": bad}, _owner("f"))
+    with pytest.raises(NotPersistableError, match=r"keyword arguments of f key 'x' cannot be"):
+        dumps_keywords({_Name("x"): 1}, _owner("f"))
+
+
+def _owner(name):
+    def owner():
+        pass
+    owner.__qualname__ = name
+    return owner

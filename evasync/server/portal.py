@@ -34,7 +34,7 @@ from twisted.protocols import amp
 
 from .fairness import InputBudget
 from .logs import relay, start_logging
-from .protocol import EXIT_BAD_STORE, Hello, Outbox, Reload, Shutdown, ToGame, ToPortal
+from .protocol import EXIT_BAD_STORE, SPACING, Hello, Outbox, Reload, Shutdown, ToGame, ToPortal
 from .rundir import RunDir
 from .telnet import TelnetSession, TelnetTransport
 from .web import WebSession, site as web_site
@@ -155,7 +155,7 @@ class Portal(service.Service):
         self._next_sid = 1
         self.process: GameProcess | None = None
         self.link: PortalAMP | None = None
-        self.outbox = Outbox(reactor, ToGame, lambda: self.link)
+        self.outbox = Outbox(reactor, ToGame, lambda: self.link, SPACING)
         self._reloading = False
         self.phase = "down"
         self.generation = 0

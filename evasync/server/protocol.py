@@ -3,7 +3,8 @@
 The game process connects to the portal and introduces itself with :class:`Hello`; the answer
 is the table of open connections to take over, so a new game process (after a reload or a crash)
 picks up every player where the old one left them. After that, traffic is two streams of events,
-batched per reactor turn into as few boxes as fit (:class:`Outbox`):
+batched per reactor turn into as few boxes as fit (:class:`Outbox`; the portal's, at most one
+every :data:`SPACING` seconds):
 
 * portal to game (:class:`ToGame`): ``["connect", sid, address]``, ``["input", sid, line]``,
   ``["disconnect", sid]``;
@@ -98,6 +99,12 @@ class Shutdown(amp.Command):
 BOX_CHARS = 8_000
 #: Bytes of encoded events per AMP box (AMP's limit on one value is 65,535).
 BOX_BYTES = 60_000
+#: Least seconds between two boxes of the portal's events: under load (thousands of commands a
+#: second) the input of a couple of milliseconds travels in one box, one write and one wake-up
+#: of the game process instead of one per line; a link that was quiet that long sends at the end
+#: of the reactor turn, as without it. The game needs none: it answers a box's lines in one box
+#: at the end of the turn that handled them.
+SPACING = 0.002
 
 _encode = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
 
@@ -111,14 +118,18 @@ class Outbox:
     """Events queued during one reactor turn, sent as few AMP boxes as fit.
 
     Args:
-        clock: Schedules the flush (at the end of the current reactor turn).
+        clock: Schedules the flush.
         command: The AMP command carrying the events (:class:`ToGame` or :class:`ToPortal`).
         link: Returns the connected AMP protocol, or None (the events are then dropped).
+        spacing: Least seconds between two sends: events queued sooner after the last send
+            wait for the rest of it, and go together (0: every reactor turn may send).
     """
 
     def __init__(self, clock: IReactorTime, command: type[amp.Command],
-                 link: Callable[[], amp.AMP | None]) -> None:
+                 link: Callable[[], amp.AMP | None], spacing: float = 0.0) -> None:
         self._clock = clock
+        self._spacing = spacing
+        self._sent_at = -spacing
         self._command = command
         self._link = link
         self._events: list[bytes] = []
@@ -152,7 +163,9 @@ class Outbox:
         self._events.append(encoded)
         self._size += len(encoded) + 1
         if self._call is None:
-            self._call = self._clock.callLater(0, self.flush)
+            # Never longer than the spacing, even if the wall clock was set back meanwhile.
+            wait = min(self._sent_at + self._spacing - self._clock.seconds(), self._spacing)
+            self._call = self._clock.callLater(wait if wait > 0 else 0, self.flush)
 
     def flush(self) -> None:
         """Send what is queued now."""
@@ -163,6 +176,8 @@ class Outbox:
         events, self._events, self._size = self._events, [], 0
         link = self._link()
         if events and link is not None:
+            if self._spacing:
+                self._sent_at = self._clock.seconds()
             link.callRemote(self._command, events=events)
 
     def clear(self) -> None:
