@@ -29,10 +29,8 @@ from evasync.server.telnet import LOGIN_IDLE
 from evasync.server.web import (CLIENT, HUNG_UP, MAX_MESSAGE, REFUSED, STOPPING, WEB_SLICE,
                                  _WireFactory)
 
-from ._server_support import FakePortal, Server, address, evasync, wait_for
+from ._server_support import PASSWORD, FakePortal, Server, address, evasync, wait_for
 from ._web_support import BINARY, CLOSE, PING, TEXT, WebSocketClient, frame
-
-from ._server_support import PASSWORD
 
 
 @pytest.fixture(scope="module")
