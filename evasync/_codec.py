@@ -302,39 +302,52 @@ def _encode_nested(value: Any) -> str:
     return _encode(value, 1)
 
 
-#: Text of the scalars a task's arguments usually are, by exact type (a bool, an int subclass
-#: or anything else takes the general path): one C call each instead of a pass through
-#: :func:`_encode`, which a persistent delay() would pay for every argument.
-_SCALAR_TEXT: dict[type, Callable[[Any], str]] = {
-    str: _string, int: int.__repr__, float: _float_text}
-
-
 def dumps_arguments(args: tuple, owner: Any) -> str:
     """A persistent task's positional arguments as JSON text (a list): :func:`dumps` of
     ``list(args)``, without the copy; NotPersistableError names the argument refused."""
-    # A loop rather than a comprehension: a task has a few arguments, and (before Python 3.12)
-    # a comprehension costs a function call of its own.
-    scalar = _SCALAR_TEXT.get
+    # Written out for the usual ints and strings (a persistent delay() pays for every argument);
+    # anything else, a bool or an int subclass included, takes the general path.
     parts = []
     try:
         for arg in args:
-            parts.append(scalar(type(arg), _encode_nested)(arg))
+            kind = type(arg)
+            if kind is int:
+                parts.append(f"{arg}")
+            elif kind is str:
+                parts.append(_string(arg))
+            else:
+                parts.append(_encode(arg, 1))
     except (_Refused, RecursionError):
         return dumps(list(args), "argument list of", owner)
     return "[" + ",".join(parts) + "]"
 
 
+#: '["name",' for keyword names already seen (a game uses a few dozen): the quoting of each is
+#: done once. Bounded, in case a program makes names on the fly.
+_KEY_TEXT: dict[str, str] = {}
+_KEY_TEXT_MAX = 4096
+
+
 def dumps_keywords(kwargs: dict, owner: Any) -> str:
     """A persistent task's keyword arguments as JSON text: :func:`dumps` of ``kwargs``;
     NotPersistableError names the argument refused."""
-    scalar = _SCALAR_TEXT.get
     parts = []
     try:
         for key, value in kwargs.items():
-            # Keyword names are strings (Python sees to that), but maybe of a subclass of
-            # str, which only the general path stores or refuses.
-            parts.append("[" + (_string(key) if type(key) is str else _encode_nested(key))
-                         + "," + scalar(type(value), _encode_nested)(value) + "]")
+            head = _KEY_TEXT.get(key) if type(key) is str else None
+            if head is None:
+                # A subclass of str (Python allows one as a keyword name) takes the general
+                # path, which stores or refuses it.
+                head = "[" + (_string(key) if type(key) is str else _encode_nested(key)) + ","
+                if type(key) is str and len(_KEY_TEXT) < _KEY_TEXT_MAX:
+                    _KEY_TEXT[key] = head
+            kind = type(value)
+            if kind is int:
+                parts.append(f"{head}{value}]")
+            elif kind is str:
+                parts.append(head + _string(value) + "]")
+            else:
+                parts.append(head + _encode(value, 1) + "]")
     except (_Refused, RecursionError):
         return dumps(kwargs, "keyword arguments of", owner)
     return '{"d":[' + ",".join(parts) + "]}"

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any, Callable
 
 from .objects import DefaultObject
+from . import runtime as _runtime
 from .runtime import get_runtime
 from .tasks import Task
 
@@ -31,7 +32,10 @@ def delay(timedelay: float, callback: Callable[..., Any], *args: Any, persistent
         NotPersistableError: with ``persistent=True``, the callback or an argument cannot be
             stored; the message names it and says what to do instead.
     """
-    return get_runtime().tasks._add(timedelay, callback, args, kwargs, persistent)
+    runtime = _runtime._current  # get_runtime() without its call: every delay pays for it
+    if runtime is None:
+        runtime = get_runtime()
+    return runtime.tasks._add(timedelay, callback, args, kwargs, persistent)
 
 
 def create_object(typeclass: type | str | None = None, key: str | None = None) -> DefaultObject:

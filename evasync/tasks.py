@@ -54,6 +54,7 @@ _NO_KWARGS: Mapping[str, Any] = types.MappingProxyType({})
 _NO_KWARGS_TEXT = '{"d":[]}'  # what _codec.dumps({}) gives, written once
 
 
+_INF = math.inf
 _HUGE = 2 ** 1000  # ints below convert to a finite float (computed once: Python folds no such constant)
 
 
@@ -304,7 +305,12 @@ class TaskHandler:
              persistent: bool) -> Task:
         # add() with its arguments packed once: evasync.delay() hands them straight on.
         start = self._clock.seconds()  # the delay counts from the call, store opening included
-        seconds = check_timedelay(timedelay)
+        # check_timedelay()'s answer for the usual number, without its call (every delay pays).
+        kind = type(timedelay)
+        if kind is int and 0 <= timedelay < _HUGE or kind is float and 0 <= timedelay < _INF:
+            seconds = timedelay
+        else:
+            seconds = check_timedelay(timedelay)
         if not callable(callback):
             raise TypeError(f"callback must be callable, not {callback!r}")
         if self._stopped:

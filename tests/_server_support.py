@@ -24,6 +24,7 @@ import time
 from pathlib import Path
 
 from evasync.server.rundir import RunDir
+from evasync.server.session import BACKLOG_MAX
 
 SPEED = 10
 TIMEOUT = 60.0
@@ -34,6 +35,8 @@ _addresses = (f"127.1.{n // 250}.{n % 250 + 1}" for n in itertools.count())
 def address() -> str:
     """A loopback address no client has used yet."""
     return next(_addresses)
+
+
 ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -53,6 +56,20 @@ def wait_for(condition, timeout: float = TIMEOUT, what: str = "condition"):
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {timeout} s waiting for {what}")
         time.sleep(0.02)
+
+
+def flood_until_hung_up(admin: "Client", deaf: "TextClient", name: str) -> None:
+    """Make the game write to ``deaf`` (logged in as ``name``, its socket never read, with a
+    small receive buffer) many times what the portal keeps for a player who does not read, and
+    wait until the game's ``who`` (asked by ``admin``) no longer lists ``name``."""
+    deaf.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    chunk = 100_000
+    admin.command(f"py d = evasync.search_object({name!r})[0]; "
+                  f"[d.msg('x' * {chunk}) for i in range({BACKLOG_MAX * 40 // chunk})]; 'sent'",
+                  "<<< 'sent'")
+    wait_for(lambda: name not in admin.command("who", r"Connected.*").group(0),
+             what=f"{name} to be hung up on")
+    admin.command("look", "The Demo Room")  # the server still answers the others
 
 
 class Server:

@@ -1,4 +1,5 @@
-"""Helpers for the web client's tests: a WebSocket client on a blocking socket, and a browser.
+"""Helpers for the web client's tests: a WebSocket client on a blocking socket, a browser, and
+the module fixtures ``server`` and ``admin`` (a test module imports them to share one server).
 
 :class:`WebSocketClient` speaks the protocol of ``evasync/server/web.py`` frame by frame, so a
 test can also send what no browser would (binary frames, huge frames, floods). :func:`browser`
@@ -21,12 +22,30 @@ from pathlib import Path
 from typing import Iterator
 from urllib.parse import urlsplit
 
-from ._server_support import TIMEOUT, TextClient
+import pytest
+
+from ._server_support import PASSWORD, TIMEOUT, Server, TextClient
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMEDRIVER = Path("/usr/bin/chromedriver")
 
 TEXT, BINARY, CLOSE, PING, PONG = 0x1, 0x2, 0x8, 0x9, 0xA
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory, request):
+    """A demo server, web client included, shared by the tests of one module."""
+    server = Server(tmp_path_factory.mktemp(request.module.__name__.rpartition(".")[2])).start()
+    yield server
+    server.close()
+
+
+@pytest.fixture(scope="module")
+def admin(server):
+    """A telnet player on ``server``, the superuser (the first account made)."""
+    client = server.client("Admin", PASSWORD)
+    yield client
+    client.close()
 
 
 def frame(opcode: int, payload: bytes, fin: bool = True, length: int | None = None) -> bytes:

@@ -9,6 +9,7 @@ import random
 import pytest
 
 from evasync import NotPersistableError
+from evasync import _codec
 from evasync._codec import dumps, dumps_arguments, dumps_keywords, loads
 
 
@@ -95,8 +96,16 @@ def test_a_tasks_arguments_refuse_what_dumps_refuses_and_say_which(bad):
         dumps_arguments((1, bad), _owner("f"))
     with pytest.raises(NotPersistableError, match=r"keyword arguments of f\['b'\] cannot be"):
         dumps_keywords({"a": 1, "b": bad}, _owner("f"))
+    assert dumps_keywords({"x": 1}, None) == '{"d":[["x",1]]}'  # the plain name, remembered
     with pytest.raises(NotPersistableError, match=r"keyword arguments of f key 'x' cannot be"):
-        dumps_keywords({_Name("x"): 1}, _owner("f"))
+        dumps_keywords({_Name("x"): 1}, _owner("f"))  # still refused: the text is not the type
+
+
+def test_keyword_names_made_on_the_fly_are_written_right_without_growing_memory():
+    for i in range(_codec._KEY_TEXT_MAX + 100):
+        name = f"name_{i}"
+        assert dumps_keywords({name: i}, None) == dumps({name: i}, "value")
+    assert len(_codec._KEY_TEXT) <= _codec._KEY_TEXT_MAX
 
 
 def _owner(name):

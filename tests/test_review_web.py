@@ -26,21 +26,7 @@ from evasync.server.game import FREE_FAILURES
 
 from ._server_support import PASSWORD, TIMEOUT, FakePortal, Server, address, wait_for
 from ._web_support import BINARY, CLOSE, TEXT, WebSocketClient, frame
-
-
-@pytest.fixture(scope="module")
-def server(tmp_path_factory):
-    server = Server(tmp_path_factory.mktemp("review-web")).start()
-    yield server
-    server.close()
-
-
-@pytest.fixture(scope="module")
-def admin(server):
-    """A telnet player, the superuser (the first account made)."""
-    client = server.client("Admin", PASSWORD)
-    yield client
-    client.close()
+from ._web_support import admin, server  # noqa: F401 (the module's fixtures)
 
 
 def web_port(server: Server) -> int:

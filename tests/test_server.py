@@ -24,10 +24,9 @@ from evasync.server.commands import CmdPy
 from evasync.server.game import CREATES_PER_ADDRESS, FREE_FAILURES
 from evasync.server.portal import MAX_PER_ADDRESS
 from evasync.server.fairness import MAX_LINE
-from evasync.server.output import BACKLOG_MAX
-from evasync.server.telnet import clean
+from evasync.server.session import clean
 
-from ._server_support import TIMEOUT, Client, Server, address, wait_for
+from ._server_support import TIMEOUT, Client, Server, address, flood_until_hung_up, wait_for
 
 EXEMPT = "127.2.0.1"  # the server is started with --exempt-address for this one
 ROOT = Path(__file__).resolve().parent.parent
@@ -350,16 +349,8 @@ def test_a_dropped_connection_closes_its_waiting_questions(server, admin, client
 
 
 def test_a_player_who_stops_reading_is_hung_up_on(server, admin, clients):
-    deaf = clients("Deaf")
-    deaf.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
-    chunk = 100_000
-    admin.command(f"py d = evasync.search_object('Deaf')[0]; "
-                  f"[d.msg('x' * {chunk}) for i in range({BACKLOG_MAX * 40 // chunk})]; 'sent'",
-                  "<<< 'sent'")
-    wait_for(lambda: "Deaf" not in admin.command("who", r"Connected.*").group(0),
-             what="Deaf to be hung up on")
-    admin.command("look", "The Demo Room")
-    assert "not reading its output; hanging up" in server.log()
+    flood_until_hung_up(admin, clients("Deaf"), "Deaf")
+    assert "<TelnetSession" in server.log() and "not reading its output; hanging up" in server.log()
 
 
 def test_every_howto_is_playable_questions_and_their_timeouts_included(server, clients):

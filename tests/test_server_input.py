@@ -16,7 +16,7 @@ from twisted.protocols import amp
 from evasync.server.fairness import (BURST, BYTE_BURST, BYTE_RATE, HIGH_WATER, RATE, SLICE,
                                      TURN)
 from evasync.server.protocol import Outbox, ToPortal
-from evasync.server.telnet import LOGIN_IDLE
+from evasync.server.session import LOGIN_IDLE
 
 from ._server_support import FakePortal
 

@@ -24,28 +24,14 @@ from twisted.internet.testing import StringTransport
 from evasync.server.fairness import MAX_LINE, TURN
 from evasync.server.portal import MAX_PER_ADDRESS
 from evasync.server.rundir import RunDir
-from evasync.server.output import BACKLOG_MAX
-from evasync.server.telnet import LOGIN_IDLE
+from evasync.server.session import LOGIN_IDLE
 from evasync.server.web import (CLIENT, HUNG_UP, MAX_MESSAGE, REFUSED, STOPPING, WEB_SLICE,
                                  _WireFactory)
 
-from ._server_support import PASSWORD, FakePortal, Server, address, evasync, wait_for
+from ._server_support import (PASSWORD, FakePortal, Server, address, evasync,
+                              flood_until_hung_up, wait_for)
 from ._web_support import BINARY, CLOSE, PING, TEXT, WebSocketClient, frame
-
-
-@pytest.fixture(scope="module")
-def server(tmp_path_factory):
-    server = Server(tmp_path_factory.mktemp("web")).start()
-    yield server
-    server.close()
-
-
-@pytest.fixture(scope="module")
-def admin(server):
-    """A telnet player, the superuser (the first account made)."""
-    client = server.client("Admin", PASSWORD)
-    yield client
-    client.close()
+from ._web_support import admin, server  # noqa: F401 (the module's fixtures)
 
 
 @pytest.fixture
@@ -333,15 +319,7 @@ def _send_quietly(sock, data):
 
 
 def test_a_page_that_stops_reading_is_hung_up_on(server, admin, web):
-    deaf = web("Deaf")
-    deaf.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
-    chunk = 100_000
-    admin.command(f"py d = evasync.search_object('Deaf')[0]; "
-                  f"[d.msg('x' * {chunk}) for i in range({BACKLOG_MAX * 40 // chunk})]; 'sent'",
-                  "<<< 'sent'")
-    wait_for(lambda: "Deaf" not in admin.command("who", r"Connected.*").group(0),
-             what="Deaf to be hung up on")
-    admin.command("look", "The Demo Room")
+    flood_until_hung_up(admin, web("Deaf"), "Deaf")
     assert "<WebSession" in server.log() and "not reading its output; hanging up" in server.log()
 
 

@@ -7,10 +7,9 @@ Text is UTF-8 both ways.
 Input is made safe before it goes anywhere: it is parsed in the connection's fair share of the
 portal's time, with a line rate and a byte rate per connection (see :mod:`.fairness`); control
 characters and invalid UTF-8 are dropped and a line longer than
-:data:`~evasync.server.fairness.MAX_LINE` bytes is cut (the player is told). A connection that
-has not logged in is closed after :data:`LOGIN_IDLE` seconds without a line. A player who stops
-reading is not read either, and is hung up on once
-:data:`~evasync.server.output.BACKLOG_MAX` bytes wait for them.
+:data:`~evasync.server.fairness.MAX_LINE` bytes is cut (the player is told). What a telnet
+connection shares with a web page (the login timeout, hanging up on a player who stops reading)
+is in :class:`~evasync.server.session.Session`.
 
 A connection whose first line is an HTTP request line is hung up on before it plays: a web page
 can post any text to any port, and the lines of its body must not be played (the first account
@@ -20,22 +19,19 @@ made is the superuser, whose ``py`` runs any Python).
 from __future__ import annotations
 
 import re
-from collections import deque
 from typing import TYPE_CHECKING, Any
 
 from twisted.conch import telnet
 from twisted.logger import Logger, LogLevel
-from twisted.protocols.policies import TimeoutMixin
 
 from .fairness import LineInput
-from .output import OutputBacklog
+from .session import Session
 
 if TYPE_CHECKING:
     from .portal import Portal
 
 log = Logger(namespace="evasync.server.telnet")
 
-LOGIN_IDLE = 300.0      # seconds without a line before a connection not logged in is closed
 SB_MAX = 512            # bytes in a subnegotiation (a window size takes 4); longer: dropped
 
 BINARY = b"\x00"  # RFC 856 (conch names no constant for it)
@@ -43,18 +39,12 @@ NAWS = telnet.NAWS
 _WANTED_LOCAL = {telnet.SGA, BINARY}   # we will, if asked
 _WANTED_REMOTE = {NAWS, BINARY, telnet.SGA}  # the client may
 
-_CONTROL = re.compile("[\x00-\x08\x0a-\x1f\x7f-\x9f\ufffd]")
 #: Bytes a run of two-byte telnet commands (NOP, GA, AYT ...: nothing we act on) is made of.
 _RUN = re.compile(rb"[\xef-\xf9\xff]+")
 _SUBNEGOTIATION = re.compile(rb"\xff\xfa((?:[^\xff]|\xff\xff){0,%d})\xff\xf0" % SB_MAX)
 _IAC, _SB, _WILL = 0xFF, 0xFA, 0xFB
 #: The first line of an HTTP request (a method, a target, the version), as a browser sends it.
 _HTTP_REQUEST = re.compile(rb"[!#$%&'*+.^_`|~0-9A-Za-z-]+ \S+ HTTP/\d(\.\d)?")
-
-
-def clean(raw: bytes) -> str:
-    """An input line as text: UTF-8 with invalid bytes and control characters dropped."""
-    return _CONTROL.sub("", raw.decode("utf-8", "replace"))
 
 
 class TelnetTransport(telnet.TelnetTransport):
@@ -124,7 +114,7 @@ class TelnetTransport(telnet.TelnetTransport):
                     break
             elif command >= 0xEF:
                 # A run of IAC + one byte: NOP, GA, AYT ... (ignored, as conch does by default)
-                # and escaped 255s (never text in UTF-8: clean() would drop them anyway).
+                # and escaped 255s (never text in UTF-8: session.clean() would drop them anyway).
                 run = _RUN.match(data, iac).group()
                 starts = run[::2]
                 pairs = len(starts) - len(starts.lstrip(b"\xff"))
@@ -161,66 +151,35 @@ class TelnetTransport(telnet.TelnetTransport):
                         level=LogLevel.error)
 
 
-class TelnetSession(OutputBacklog, telnet.TelnetProtocol, TimeoutMixin):
-    """One player's connection. The portal knows it by ``sid``.
+class TelnetSession(Session, telnet.TelnetProtocol):
+    """One player's telnet connection (see :class:`~evasync.server.session.Session`).
 
     Attributes:
-        sid: The portal's id for the connection (unique in the portal's lifetime).
-        address: The peer, as ``host:port``.
-        host: The peer's address alone (what per-address limits count).
-        character_id: The character logged in on it (set by the game), or None.
-        name: That character's name.
-        greeted: True once the game has been told of the connection.
-        held: Input lines kept while no game process is connected.
-        input: Its :class:`~evasync.server.fairness.LineInput`.
+        width: The client's window width, if it told us (NAWS), else 80.
     """
 
     def __init__(self, portal: "Portal") -> None:
-        self.portal = portal
-        self.sid = 0
-        self.address = ""
-        self.host = ""
-        self.character_id: int | None = None
-        self.name = ""
-        self.greeted = False
-        self.held: deque[str] = deque()
-        self.held_dropped = False
+        super().__init__(portal)
         self.width = 80
-        self.input: LineInput | None = None
-        self._open = False
         self._first_line = True
-
-    def __repr__(self) -> str:
-        return f"<TelnetSession {self.sid} {self.address} {self.name or '(not logged in)'}>"
 
     # -- connection ------------------------------------------------------------------------
 
     def connectionMade(self) -> None:
-        peer = self.transport.getPeer()
-        self.host = str(getattr(peer, "host", "?"))
-        self.address = f"{self.host}:{getattr(peer, 'port', '?')}"
+        self._peer(self.transport.getPeer())
         socket = self.transport.transport
         self.input = LineInput(self.portal.budget, self.portal.reactor, socket, self._line,
                                self.send, decode=self.transport.decode, owner=self)
         self.transport.negotiationMap[NAWS] = self._window_size
         for offer in (self.transport.will(telnet.SGA), self.transport.do(NAWS)):
             offer.addErrback(lambda failure: None)  # refused, or the client left: both fine
-        self._open = True
         # The socket tells us (pauseProducing) when its send buffer is full: the player is
         # not reading what we write.
         socket.registerProducer(self, True)
-        self.callLater = self.portal.reactor.callLater  # TimeoutMixin's clock
-        self.setTimeout(LOGIN_IDLE)
-        if not self.portal.session_opened(self):
-            self._open = False
+        self._opened()
 
     def connectionLost(self, reason: Any = None) -> None:
-        self.setTimeout(None)
-        if self.input is not None:
-            self.input.close()
-        if self._open:
-            self._open = False
-            self.portal.session_closed(self)
+        self._lost()
 
     def enableLocal(self, option: bytes) -> bool:
         return option in _WANTED_LOCAL
@@ -238,16 +197,6 @@ class TelnetSession(OutputBacklog, telnet.TelnetProtocol, TimeoutMixin):
         raw = b"".join(data)
         if len(raw) == 4:
             self.width = int.from_bytes(raw[:2], "big") or 80
-
-    def logged_in(self, character_id: int | None, name: str) -> None:
-        """The game logged a character in on this connection (None: logged out)."""
-        self.character_id, self.name = character_id, name
-        self.setTimeout(LOGIN_IDLE if character_id is None else None)
-
-    def timeoutConnection(self) -> None:
-        log.info("{session}: no line in {idle:.0f} s without logging in; closing", session=self,
-                 idle=LOGIN_IDLE)
-        self.close(f"You did not log in for {LOGIN_IDLE / 60:.0f} minutes: goodbye.")
 
     # -- output ----------------------------------------------------------------------------
 
@@ -284,6 +233,4 @@ class TelnetSession(OutputBacklog, telnet.TelnetProtocol, TimeoutMixin):
                 self.close("This is the game's telnet port: play with a telnet or MUD client, "
                            "or with the web client in a browser.")
                 return
-        if self.character_id is None:
-            self.resetTimeout()
-        self.portal.session_input(self, clean(raw))
+        self._take_line(raw)

@@ -19,7 +19,7 @@ What goes over the WebSocket:
   frame parser a slice at a time): raw bytes (each frame counting :data:`FRAME_COST` more) and
   lines a second, lines cut at :data:`~evasync.server.fairness.MAX_LINE` bytes, control
   characters dropped; a page that does not log in is closed after
-  :data:`~evasync.server.telnet.LOGIN_IDLE` seconds without a line, and the portal's cap on
+  :data:`~evasync.server.session.LOGIN_IDLE` seconds without a line, and the portal's cap on
   connections per address counts pages too. A page that does not read what it is sent is not
   read either, until it does.
 * server to page: JSON text messages, one object each: ``{"text": ...}`` output, with its line
@@ -51,7 +51,7 @@ from __future__ import annotations
 import ipaddress
 import json
 import socket
-from collections import Counter, deque
+from collections import Counter
 from functools import lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -61,12 +61,10 @@ from autobahn.twisted.resource import WebSocketResource
 from autobahn.twisted.websocket import (ConnectionDeny, WebSocketServerFactory,
                                         WebSocketServerProtocol)
 from twisted.logger import Logger
-from twisted.protocols.policies import TimeoutMixin
 from twisted.web import http, resource, server
 
 from .fairness import LineInput
-from .output import OutputBacklog
-from .telnet import LOGIN_IDLE, clean
+from .session import Session
 
 if TYPE_CHECKING:
     from .portal import Portal
@@ -416,48 +414,26 @@ class _Wire(WebSocketServerProtocol):
             self.session.lost()
 
 
-class WebSession(OutputBacklog, TimeoutMixin):
-    """One player's page. The portal knows it by ``sid``, as it knows a telnet connection.
+class WebSession(Session):
+    """One player's page (see :class:`~evasync.server.session.Session`). The portal knows it by
+    ``sid``, as it knows a telnet connection.
 
     Attributes:
-        sid: The portal's id for the connection (unique in the portal's lifetime).
-        address: The peer, as ``host:port``.
-        host: The peer's address alone.
-        character_id: The character logged in on it (set by the game), or None.
-        name: That character's name (the page shows it).
-        greeted: True once the game has been told of the connection.
-        held: Input lines kept while no game process is connected.
-        input: Its :class:`~evasync.server.fairness.LineInput`.
+        wire: The page's WebSocket connection.
+        closing: True once the server has closed the WebSocket: the page's lines are dropped,
+            its frames still read (its answer to the close frame ends the connection).
     """
 
     def __init__(self, portal: "Portal", wire: _Wire) -> None:
-        self.portal = portal
+        super().__init__(portal)
         self.wire = wire
-        self.sid = 0
-        self.address = ""
-        self.host = ""
-        self.character_id: int | None = None
-        self.name = ""
-        self.greeted = False
-        self.held: deque[str] = deque()
-        self.held_dropped = False
-        self._open = False
-        #: True once the server has closed the WebSocket: the page's lines are dropped, its
-        #: frames still read (its answer to the close frame ends the connection).
         self.closing = False
         self._shown_state: str | None = None
-        self.input: LineInput | None = None
-
-    def __repr__(self) -> str:
-        return f"<WebSession {self.sid} {self.address} {self.name or '(not logged in)'}>"
 
     # -- connection ------------------------------------------------------------------------
 
     def opened(self) -> None:
-        peer = self.wire.transport.getPeer()
-        self.host = str(getattr(peer, "host", "?"))
-        self.address = f"{self.host}:{getattr(peer, 'port', '?')}"
-        self._open = True
+        self._peer(self.wire.transport.getPeer())
         socket = self.wire.transport
         self.input = LineInput(self.portal.budget, self.portal.reactor, socket, self._line,
                                self.send, decode=self.wire.frames, owner=self, slice=WEB_SLICE)
@@ -465,30 +441,17 @@ class WebSession(OutputBacklog, TimeoutMixin):
         # with this socket, and the session wants to hear when the player stops reading.
         socket.unregisterProducer()
         socket.registerProducer(self, True)
-        self.callLater = self.portal.reactor.callLater  # TimeoutMixin's clock
-        self.setTimeout(LOGIN_IDLE)
+        self._open = True  # show_state() writes only to an open session
         self.show_state()
-        if not self.portal.session_opened(self):
-            self._open = False
+        self._opened()
 
     def lost(self) -> None:
-        self.setTimeout(None)
-        if self.input is not None:
-            self.input.close()
-        if self._open:
-            self._open = False
-            self.portal.session_closed(self)
+        self._lost()
 
     def logged_in(self, character_id: int | None, name: str) -> None:
         """The game logged a character in on this connection (None: logged out)."""
-        self.character_id, self.name = character_id, name
-        self.setTimeout(LOGIN_IDLE if character_id is None else None)
+        super().logged_in(character_id, name)
         self._write({"player": name})
-
-    def timeoutConnection(self) -> None:
-        log.info("{session}: no line in {idle:.0f} s without logging in; closing", session=self,
-                 idle=LOGIN_IDLE)
-        self.close(f"You did not log in for {LOGIN_IDLE / 60:.0f} minutes: goodbye.")
 
     # -- output ----------------------------------------------------------------------------
 
@@ -544,8 +507,5 @@ class WebSession(OutputBacklog, TimeoutMixin):
     # -- input -----------------------------------------------------------------------------
 
     def _line(self, raw: bytes) -> None:
-        if self.closing:
-            return
-        if self.character_id is None:
-            self.resetTimeout()
-        self.portal.session_input(self, clean(raw))
+        if not self.closing:
+            self._take_line(raw)
