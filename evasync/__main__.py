@@ -39,6 +39,9 @@ def main(argv: list[str] | None = None) -> int:
                        help="an address the per-address limits (connections, accounts made, "
                             "failed logins) do not apply to, e.g. 127.0.0.1 for a load test; "
                             "repeatable")
+    start.add_argument("--max-connections", type=int, default=None, metavar="N",
+                       help="players connected at once, from all addresses, telnet and web "
+                            "together (default: 1000); one more is told the server is full")
     start.add_argument("--typeclass", metavar="MODULE:CLASS",
                        help="the typeclass of new characters, for your own game (default: the "
                             "demo's); its package must be installed or in the current folder")
@@ -53,6 +56,12 @@ def main(argv: list[str] | None = None) -> int:
     if options.command == "start":
         if not options.speed > 0:
             parser.error(f"--speed must be > 0, not {options.speed}")
+        if options.max_connections is None:
+            from .server.portal import MAX_CONNECTIONS
+
+            options.max_connections = MAX_CONNECTIONS
+        elif not options.max_connections >= 1:
+            parser.error(f"--max-connections must be at least 1, not {options.max_connections}")
         if options.typeclass:
             from .server.accounts import check_typeclass
 
@@ -71,7 +80,7 @@ def main(argv: list[str] | None = None) -> int:
         return control.start(options.host, options.port, options.db, options.foreground,
                              options.speed, console=not options.quiet,
                              exempt=options.exempt_address, typeclass=options.typeclass,
-                             web=web)
+                             web=web, max_connections=options.max_connections)
     return getattr(control, options.command)(options.db)
 
 

@@ -73,13 +73,14 @@ def flood_until_hung_up(admin: "Client", deaf: "TextClient", name: str) -> None:
 
 
 class Server:
-    """``evasync start --foreground`` in a subprocess, for one store in ``folder``."""
+    """``evasync start --foreground`` in a subprocess, for one store in ``folder`` (``options``:
+    more of ``evasync start``'s options)."""
 
     def __init__(self, folder: Path, speed: float = SPEED, exempt: list[str] = (),
-                 port: int = 0, web_port: int = 0) -> None:
+                 port: int = 0, web_port: int = 0, options: list[str] = ()) -> None:
         self.folder = folder
         self.exempt = list(exempt)
-        self.ports = ["--port", str(port), "--web-port", str(web_port)]
+        self.ports = ["--port", str(port), "--web-port", str(web_port), *options]
         self.db = folder / "evasync.db"
         self.rundir = RunDir(self.db)
         self.speed = speed

@@ -255,9 +255,10 @@ class FakeWebPortal(FakePortal):
 
     phase, stopping, reloading, generation = "running", False, False, 1
 
-    def __init__(self, exempt=()) -> None:
+    def __init__(self, exempt=(), max_connections=1000) -> None:
         super().__init__()
         self.exempt = frozenset(exempt)
+        self.max_connections = max_connections
         self.phase_watchers: list = []
         self.web = ("127.0.0.1", 4001)
 

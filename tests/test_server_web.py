@@ -13,6 +13,8 @@ import itertools
 import re
 import socket
 import struct
+import subprocess
+import sys
 import threading
 import urllib.request
 from urllib.parse import urlsplit
@@ -28,7 +30,7 @@ from evasync.server.session import LOGIN_IDLE
 from evasync.server.web import (CLIENT, HUNG_UP, MAX_MESSAGE, REFUSED, STOPPING, WEB_SLICE,
                                  _WireFactory)
 
-from ._server_support import (PASSWORD, FakePortal, Server, address, evasync,
+from ._server_support import (PASSWORD, TIMEOUT, Client, FakePortal, Server, address, evasync,
                               flood_until_hung_up, wait_for)
 from ._web_support import BINARY, CLOSE, PING, TEXT, WebSocketClient, frame
 from ._web_support import admin, server  # noqa: F401 (the module's fixtures)
@@ -329,6 +331,94 @@ def test_close_and_ping_frames_are_answered(web):
     polite.send_raw(frame(CLOSE, struct.pack("!H", 1000) + b"bye"))
     polite.wait_closed()
     assert polite.close_code == 1000
+
+
+# -- connections from everywhere --------------------------------------------------------------
+
+def test_connections_from_all_addresses_together_are_capped(tmp_path):
+    """One machine has many addresses (all of 127/8, an IPv6 block): the per-address limits
+    alone let it open sockets until the portal runs out of files, and nobody else gets in."""
+    server = Server(tmp_path, options=["--max-connections", "3"]).start()
+    try:
+        web_host, web_port = urlsplit(server.web).hostname, urlsplit(server.web).port
+        first, second = server.client(), server.client()
+        page = WebSocketClient(server.web, source=address())
+        page.expect("create <name> <password>")          # a page counts as a connection
+        full = "The server is full (connection limit: 3); try again later."
+        refused = Client(server.port, source=address())
+        refused.expect(re.escape(full))
+        refused.wait_closed()
+        refused_page = WebSocketClient(server.web, source=address())
+        refused_page.expect(re.escape(full))
+        refused_page.wait_closed()
+        # The web port holds at most as many sockets, HTTP ones too: the page's and two more.
+        held = [socket.create_connection((web_host, web_port), timeout=TIMEOUT,
+                                         source_address=(address(), 0)) for _ in range(2)]
+        wait_for(lambda: _closed_at_once(web_host, web_port), what="a web socket to be refused")
+        for sock in held:
+            sock.close()
+        first.close()
+        wait_for(lambda: _telnet_accepted(server), what="a connection to be accepted again")
+        second.command("look", "You are not logged in yet")  # the others were served all along
+        log = server.log()
+        assert "refusing connections: 3 are open" in log
+        assert "refusing sockets on the web port: 3 are open" in log
+    finally:
+        server.stop()
+
+
+def test_max_connections_reaches_a_daemon_and_nonsense_is_refused(tmp_path):
+    db = tmp_path / "evasync.db"
+    bad = evasync("start", "--port", "0", "--max-connections", "0", db=db)
+    assert bad.returncode == 2 and "--max-connections must be at least 1, not 0" in bad.stderr
+    started = evasync("start", "--port", "0", "--no-web", "--max-connections", "1", db=db)
+    assert started.returncode == 0, started.stderr
+    try:
+        port = RunDir(db).state()["port"]
+        first = Client(port, source=address())
+        first.expect("create <name> <password>")
+        second = Client(port, source=address())
+        second.expect(re.escape("The server is full (connection limit: 1)"))
+        first.close()
+    finally:
+        assert evasync("stop", db=db).returncode == 0
+
+
+def _closed_at_once(host: str, port: int) -> bool:
+    sock = socket.create_connection((host, port), timeout=TIMEOUT, source_address=(address(), 0))
+    try:
+        return sock.recv(1) == b""  # closed by the server before a request was sent
+    except OSError:                 # reset: refused as well
+        return True
+    finally:
+        sock.close()
+
+
+def _telnet_accepted(server: Server) -> bool:
+    client = Client(server.port, source=address())
+    try:
+        client.expect(r"create <name> <password>|The server is full")
+        return "create <name>" in client.text
+    finally:
+        client.close()
+
+
+def test_the_portal_raises_its_open_file_limit_as_far_as_the_system_allows():
+    import resource
+
+    from evasync.server.portal import raise_file_limit
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    # In a child with a low soft limit, as many systems have (1,024).
+    code = ("import resource; from evasync.server.portal import raise_file_limit; "
+            "resource.setrlimit(resource.RLIMIT_NOFILE, (64, resource.getrlimit("
+            "resource.RLIMIT_NOFILE)[1])); "
+            "print(raise_file_limit(300), resource.getrlimit(resource.RLIMIT_NOFILE)[0])")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          check=True, timeout=TIMEOUT)
+    allowed = 300 if hard == resource.RLIM_INFINITY else min(300, hard)
+    assert done.stdout.split() == [str(allowed), str(allowed)]
+    assert raise_file_limit(10) == (10 if soft == resource.RLIM_INFINITY else soft)  # enough
 
 
 # -- the server's state ----------------------------------------------------------------------

@@ -74,10 +74,11 @@ def _loopback(host: str) -> bool:
 
 def start(host: str, port: int, db: str | None, foreground: bool, speed: float = 1.0,
           console: bool = True, exempt: Iterable[str] = (), typeclass: str | None = None,
-          web: tuple[str, int] | None = None) -> int:
+          web: tuple[str, int] | None = None, max_connections: int | None = None) -> int:
     """Start the server: in this process (``foreground``) or as a daemon, once it is ready.
 
-    ``web`` is the web client's ``(host, port)``, or None for none.
+    ``web`` is the web client's ``(host, port)``, or None for none; ``max_connections`` the
+    players connected at once (None: the portal's default).
     """
     rundir = RunDir(db)
     running = rundir.pid()
@@ -90,7 +91,10 @@ def start(host: str, port: int, db: str | None, foreground: bool, speed: float =
     if foreground:
         from .portal import run
 
-        return run(host, port, rundir.db, speed, console, exempt, typeclass, web)
+        if max_connections is None:
+            return run(host, port, rundir.db, speed, console, exempt, typeclass, web)
+        return run(host, port, rundir.db, speed, console, exempt, typeclass, web,
+                   max_connections)
     rundir.create()
     args = [sys.executable, "-m", "evasync", "start", "--foreground", "--quiet", "--host", host,
             "--port", str(port), "--speed", repr(speed), "--db", rundir.db]
@@ -98,6 +102,8 @@ def start(host: str, port: int, db: str | None, foreground: bool, speed: float =
         args += ["--exempt-address", address]
     if typeclass:
         args += ["--typeclass", typeclass]
+    if max_connections is not None:
+        args += ["--max-connections", str(max_connections)]
     args += ["--no-web"] if web is None else ["--web-host", web[0], "--web-port", str(web[1])]
     with rundir.open_log() as logfile:  # anything printed before logging starts
         child = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=logfile,

@@ -15,12 +15,15 @@ and for the game process on a unix socket, starts the game process
 SIGTERM or SIGINT (or ``evasync stop``) stops the game gracefully, says goodbye and exits.
 
 At most :data:`MAX_PER_ADDRESS` connections are open from one address (addresses named with
-``--exempt-address`` excepted); one more is told so and closed.
+``--exempt-address`` excepted), and at most ``--max-connections`` (default
+:data:`MAX_CONNECTIONS`) from everywhere together, telnet and web pages alike; one more is told
+so and closed. The portal asks the system for the open files that takes (see :func:`run`).
 """
 
 from __future__ import annotations
 
 import os
+import resource
 import signal
 import sys
 import time
@@ -52,6 +55,12 @@ HELD_MAX = 50
 MAX_RESTART_WAIT = 30.0
 #: Connections open at once from one address.
 MAX_PER_ADDRESS = 16
+#: Connections the portal serves at once by default, from all addresses together (telnet and
+#: web pages; ``evasync start --max-connections``). The web port also holds at most that many
+#: sockets, HTTP ones included.
+MAX_CONNECTIONS = 1000
+#: Open files the portal needs besides its players' sockets (its log, the game's link, ...).
+SPARE_FILES = 256
 
 RELOADING = "The server is reloading; you stay connected. Hold on ..."
 RELOADED = "... the server has been reloaded"
@@ -133,11 +142,13 @@ class Portal(service.Service):
             demo's).
         web: The web client's address, ``(host, port)`` (port 0: any free port, written to the
             state file), or None for no web client.
+        max_connections: Connections served at once, from all addresses together.
     """
 
     def __init__(self, reactor: Any, rundir: RunDir, host: str, port: int,
                  speed: float = 1.0, exempt: Iterable[str] = (),
-                 typeclass: str | None = None, web: tuple[str, int] | None = None) -> None:
+                 typeclass: str | None = None, web: tuple[str, int] | None = None,
+                 max_connections: int = MAX_CONNECTIONS) -> None:
         #: Called whenever :attr:`phase` changes (the web client shows the game's state).
         self.phase_watchers: list[Any] = []
         self.reactor = reactor
@@ -146,6 +157,8 @@ class Portal(service.Service):
         self.port = port
         self.speed = speed
         self.exempt = frozenset(exempt)
+        self.max_connections = max_connections
+        self._full = False  # refusing because of max_connections (logged once per episode)
         self.budget = InputBudget(reactor)
         self.typeclass = typeclass
         self.web = web
@@ -429,6 +442,14 @@ class Portal(service.Service):
             session.close(f"Too many connections from your address ({MAX_PER_ADDRESS}); "
                           "close one and try again.")
             return False
+        if len(self.sessions) >= self.max_connections:
+            if not self._full:
+                self._full = True
+                log.warn("refusing connections: {n} are open, the most --max-connections "
+                         "allows", n=self.max_connections)
+            session.close(f"The server is full (connection limit: {self.max_connections}); "
+                          "try again later.")
+            return False
         self._per_host[host] += 1
         session.sid = self._next_sid
         self._next_sid += 1
@@ -453,6 +474,7 @@ class Portal(service.Service):
     def session_closed(self, session: TelnetSession) -> None:
         if self.sessions.pop(session.sid, None) is None:
             return
+        self._full = False
         self._per_host[session.host] -= 1
         if self._per_host[session.host] <= 0:
             del self._per_host[session.host]
@@ -484,8 +506,13 @@ class Portal(service.Service):
 
 def run(host: str, port: int, db: str | None, speed: float = 1.0, console: bool = True,
         exempt: Iterable[str] = (), typeclass: str | None = None,
-        web: tuple[str, int] | None = None) -> int:
+        web: tuple[str, int] | None = None, max_connections: int = MAX_CONNECTIONS) -> int:
     """Run the portal (and so the server) in this process until it is stopped.
+
+    The process's limit of open files is raised, within what the system allows, to what
+    ``max_connections`` needs (a telnet or web socket each, as many web sockets again, and
+    :data:`SPARE_FILES`): a common default of 1,024 would run out first. If the system allows
+    fewer, the log says so.
 
     Returns:
         The exit status: 0 after a clean stop, 1 if the server could not start.
@@ -501,11 +528,19 @@ def run(host: str, port: int, db: str | None, speed: float = 1.0, console: bool 
         return 1
     logfile = rundir.open_log()
     start_logging([logfile, sys.stdout] if console else [logfile])
+    needed = 2 * max_connections + SPARE_FILES
+    allowed = raise_file_limit(needed)
+    if allowed < needed:
+        log.warn("this process may open {allowed} files, and --max-connections {n} needs "
+                 "{needed}: connections beyond what the files allow are dropped by the system. "
+                 "Raise the limit (ulimit -n) or lower --max-connections.", allowed=allowed,
+                 n=max_connections, needed=needed)
 
     portals: list[Portal] = []
 
     async def main(reactor: Any) -> None:
-        portal = Portal(reactor, rundir, host, port, speed, exempt, typeclass, web)
+        portal = Portal(reactor, rundir, host, port, speed, exempt, typeclass, web,
+                        max_connections)
         portals.append(portal)
         try:
             await portal.listen()
@@ -524,3 +559,17 @@ def run(host: str, port: int, db: str | None, speed: float = 1.0, console: bool 
     else:
         code = 0
     return max([code] + [portal.exit_code for portal in portals])
+
+
+def raise_file_limit(needed: int) -> int:
+    """Raise this process's soft limit of open files to ``needed`` if it is lower, as far as
+    the hard limit allows; returns the limit now in force."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft == resource.RLIM_INFINITY or soft >= needed:
+        return needed if soft == resource.RLIM_INFINITY else soft
+    target = needed if hard == resource.RLIM_INFINITY else min(needed, hard)
+    try:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+    except (ValueError, OSError):
+        return soft
+    return target

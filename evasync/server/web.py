@@ -184,7 +184,7 @@ def site(portal: "Portal") -> server.Site:
     root.putChild(b"ws", WebSocketResource(factory))
     portal.phase_watchers.append(lambda: _announce(portal))
     web = _Site(root, portal.web[0] if portal.web else "127.0.0.1", portal.exempt,
-                portal.reactor)
+                portal.reactor, portal.max_connections)
     factory.site = web
     return web
 
@@ -198,22 +198,27 @@ def _announce(portal: "Portal") -> None:
 class _Site(server.Site):
     """The web port, listening on the address ``listening``: requests for other host names are
     refused (see :func:`names_us`); at most :data:`MAX_SOCKETS` sockets open from one address
-    (addresses in ``exempt`` excepted), counted from accept to close, whether HTTP or WebSocket.
+    (addresses in ``exempt`` excepted) and ``max_sockets`` from all together, counted from
+    accept to close, whether HTTP or WebSocket.
 
     Attributes:
         open: The sockets open, by address.
+        total: The sockets open.
     """
 
     noisy = False
 
     def __init__(self, root: resource.Resource, listening: str, exempt: frozenset[str],
-                 reactor: Any) -> None:
+                 reactor: Any, max_sockets: int) -> None:
         super().__init__(root, requestFactory=_Request, timeout=HTTP_IDLE, reactor=reactor)
         self.protocol = _Channel
         self.listening = listening
         self.exempt = exempt
+        self.max_sockets = max_sockets
         self.open: Counter[str] = Counter()
+        self.total = 0
         self._refusing: set[str] = set()
+        self._full = False
 
     def buildProtocol(self, addr: Any) -> Any:
         host = str(getattr(addr, "host", "?"))
@@ -223,7 +228,14 @@ class _Site(server.Site):
                 log.warn("refusing sockets on the web port from {host}: {n} already open",
                          host=host, n=MAX_SOCKETS)
             return None  # Twisted closes the socket at once
+        if self.total >= self.max_sockets:
+            if not self._full:
+                self._full = True
+                log.warn("refusing sockets on the web port: {n} are open, the most "
+                         "--max-connections allows", n=self.max_sockets)
+            return None
         self.open[host] += 1
+        self.total += 1
         channel = super().buildProtocol(addr)
         channel.host = host
         return channel
@@ -242,6 +254,8 @@ class _Site(server.Site):
 
     def release(self, host: str) -> None:
         """A socket from ``host`` has closed."""
+        self.total -= 1
+        self._full = False
         self.open[host] -= 1
         if self.open[host] <= 0:
             del self.open[host]
