@@ -19,10 +19,8 @@ import base64
 import json
 import os
 import struct
-import subprocess
 import sys
 import tempfile
-import time
 from typing import Any
 
 from bench import bench_server as telnet
@@ -89,75 +87,26 @@ class WebLoadClient(telnet.LoadClient):
         self.buffer = buffer[pos:]
 
 
-async def _load(port: int, clients: int, pids: list[int]) -> tuple[telnet.Stats, dict]:
-    loop = asyncio.get_running_loop()
-    stats = telnet.Stats()
-    players: list[WebLoadClient] = []
-    gate = asyncio.Semaphore(50)
-
-    async def join(index: int) -> None:
-        async with gate:
-            _, client = await loop.create_connection(
-                lambda: WebLoadClient(f"w{index}", stats, loop, f"127.0.0.1:{port}"),
-                "127.0.0.1", port, local_addr=(_source(index), 0))
-            players.append(client)
-            await asyncio.wait_for(client.logged_in, 120)
-
-    await asyncio.gather(*(join(i) for i in range(clients)))
-    await asyncio.sleep(1.0)  # let logins settle
-    series = {"quiet": await telnet._series(players, stats, pids, telnet.RUNS)}
-    hog = subprocess.Popen([sys.executable, "-c", telnet.BUSY_LOOP])
-    try:
-        await asyncio.sleep(1.0)
-        series["busy"] = await telnet._series(players, stats, pids, telnet.RUNS)
-    finally:
-        hog.kill()
-        hog.wait()
-    for client in players:
-        client.closing = True
-        client.transport.close()
-    return stats, series
-
-
-def _start(folder: str) -> tuple[subprocess.Popen, int, list[int]]:
-    db = os.path.join(folder, "bench.db")
-    process = subprocess.Popen(
-        [sys.executable, "-m", "evasync", "start", "--foreground", "--quiet", "--port", "0",
-         "--db", db], cwd=telnet.ROOT, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL)
-    statefile = os.path.join(folder, "bench.run", "state.json")
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        try:
-            with open(statefile) as f:
-                state = json.load(f)
-            if state.get("ready"):
-                port = int(state["web"].rstrip("/").rsplit(":", 1)[1])
-                return process, port, [state["pid"], state["game_pid"]]
-        except (OSError, ValueError):
-            pass
-        if process.poll() is not None:
-            break
-        time.sleep(0.05)
-    process.kill()
-    raise RuntimeError("the evasync server did not start")
+def _connect(port: int):
+    async def connect(index: int, stats: telnet.Stats) -> WebLoadClient:
+        loop = asyncio.get_running_loop()
+        _, client = await loop.create_connection(
+            lambda: WebLoadClient(f"w{index}", stats, loop, f"127.0.0.1:{port}"),
+            "127.0.0.1", port, local_addr=(_source(index), 0))
+        return client
+    return connect
 
 
 def measure(clients: int) -> list[dict[str, Any]]:
     """``clients`` pages, quiet and with a busy core: rows for ``bench_server``'s table."""
     with tempfile.TemporaryDirectory(prefix="evasync-bench-web-") as folder:
-        process, port, pids = _start(folder)
+        process, port, pids = telnet._start_evasync(folder, web=True)
         try:
-            stats, series = asyncio.run(_load(port, clients, pids))
+            stats, series = asyncio.run(telnet._load(_connect(port), clients, pids, busy=True))
         finally:
             process.terminate()
             process.wait(timeout=60)
-    dropped = (stats.sent - stats.replies) + (stats.orders_expected - stats.dishes)
-    return [{"kind": "evasync (WebSocket)", "clients": clients, "condition": condition,
-             **telnet._summary(windows), "dishes": stats.dishes,
-             "orders_expected": stats.orders_expected, "dropped": dropped,
-             "errors": len(stats.errors), "error_samples": stats.errors[:5]}
-            for condition, windows in series.items()]
+    return telnet.rows("evasync (WebSocket)", clients, stats, series)
 
 
 if __name__ == "__main__":

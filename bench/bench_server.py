@@ -35,7 +35,7 @@ import sys
 import tempfile
 import time
 from collections import deque
-from typing import Any
+from typing import Any, Awaitable, Callable
 
 from bench._machine import describe as describe_machine, load, load_note
 
@@ -247,16 +247,17 @@ async def _series(players: list[LoadClient], stats: Stats, pids: list[int],
     return windows
 
 
-async def _load(port: int, clients: int, pids: list[int], busy: bool) -> tuple[Stats, dict]:
-    loop = asyncio.get_running_loop()
+async def _load(connect: Callable[[int, Stats], Awaitable[LoadClient]], clients: int,
+                pids: list[int], busy: bool) -> tuple[Stats, dict]:
+    """Join ``clients`` players made by ``connect(index, stats)`` (a connected, logging-in
+    client), run the series (quiet, then with a busy core if ``busy``), then close them."""
     stats = Stats()
     players: list[LoadClient] = []
     gate = asyncio.Semaphore(50)
 
     async def join(index: int) -> None:
         async with gate:
-            _, client = await loop.create_connection(
-                lambda: LoadClient(f"b{index}", stats, loop), "127.0.0.1", port)
+            client = await connect(index, stats)
             players.append(client)
             await asyncio.wait_for(client.logged_in, 120)
 
@@ -277,13 +278,25 @@ async def _load(port: int, clients: int, pids: list[int], busy: bool) -> tuple[S
     return stats, series
 
 
+def _telnet_connect(port: int) -> Callable[[int, Stats], Awaitable[LoadClient]]:
+    async def connect(index: int, stats: Stats) -> LoadClient:
+        loop = asyncio.get_running_loop()
+        _, client = await loop.create_connection(
+            lambda: LoadClient(f"b{index}", stats, loop), "127.0.0.1", port)
+        return client
+    return connect
+
+
 # -- servers -------------------------------------------------------------------------------------
 
-def _start_evasync(folder: str) -> tuple[subprocess.Popen, int, list[int]]:
+def _start_evasync(folder: str, *options: str, web: bool = False
+                   ) -> tuple[subprocess.Popen, int, list[int]]:
+    """``evasync start`` with ``options`` on a throw-away store in ``folder``, once ready:
+    (process, its telnet port or with ``web`` its web port, [portal pid, game pid])."""
     db = os.path.join(folder, "bench.db")
     process = subprocess.Popen(
         [sys.executable, "-m", "evasync", "start", "--foreground", "--quiet", "--port", "0",
-         "--db", db, "--exempt-address", "127.0.0.1"],  # all N clients come from one address
+         "--db", db, *options],
         cwd=ROOT, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     statefile = os.path.join(folder, "bench.run", "state.json")
     deadline = time.monotonic() + 60
@@ -292,7 +305,9 @@ def _start_evasync(folder: str) -> tuple[subprocess.Popen, int, list[int]]:
             with open(statefile) as f:
                 state = json.load(f)
             if state.get("ready"):
-                return process, state["port"], [state["pid"], state["game_pid"]]
+                port = (int(state["web"].rstrip("/").rsplit(":", 1)[1]) if web
+                        else state["port"])
+                return process, port, [state["pid"], state["game_pid"]]
         except (OSError, ValueError):
             pass
         if process.poll() is not None:
@@ -338,22 +353,25 @@ def _summary(windows: list[Window]) -> dict[str, Any]:
 def _measure(kind: str, clients: int) -> list[dict[str, Any]]:
     busy = clients == max(CLIENTS)
     with tempfile.TemporaryDirectory(prefix="evasync-bench-") as folder:
-        process, port, pids = (_start_evasync(folder) if kind == "evasync"
-                               else _start_baseline())
+        process, port, pids = (
+            _start_evasync(folder, "--exempt-address", "127.0.0.1")  # the clients share one
+            if kind == "evasync" else _start_baseline())
         try:
-            stats, series = asyncio.run(_load(port, clients, pids, busy))
+            stats, series = asyncio.run(_load(_telnet_connect(port), clients, pids, busy))
         finally:
             process.terminate()
             process.wait(timeout=60)
+    return rows(kind, clients, stats, series)
+
+
+def rows(kind: str, clients: int, stats: Stats, series: dict[str, list[Window]]
+         ) -> list[dict[str, Any]]:
+    """The table's rows of one load: a row per condition (quiet, busy)."""
     dropped = (stats.sent - stats.replies) + (stats.orders_expected - stats.dishes)
-    rows = []
-    for condition, windows in series.items():
-        row = {"kind": kind, "clients": clients, "condition": condition, **_summary(windows),
-               "dishes": stats.dishes, "orders_expected": stats.orders_expected,
-               "dropped": dropped, "errors": len(stats.errors),
-               "error_samples": stats.errors[:5]}
-        rows.append(row)
-    return rows
+    return [{"kind": kind, "clients": clients, "condition": condition, **_summary(windows),
+             "dishes": stats.dishes, "orders_expected": stats.orders_expected,
+             "dropped": dropped, "errors": len(stats.errors), "error_samples": stats.errors[:5]}
+            for condition, windows in series.items()]
 
 
 def main(results: pathlib.Path) -> None:
