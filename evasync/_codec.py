@@ -191,6 +191,14 @@ def _float_text(value: float) -> str:
     return float.__repr__(value)
 
 
+def _too_long() -> str:
+    # Python writes (and reads) ints of at most sys.get_int_max_str_digits() digits: a longer
+    # one could not be read back either.
+    return (f"cannot be stored: an int of more than {sys.get_int_max_str_digits()} digits, "
+            "which Python does not write as text (sys.set_int_max_str_digits). Store it as "
+            "bytes (value.to_bytes(...)) or in parts.")
+
+
 def _encode(value: Any, depth: int = 0) -> str:
     # The JSON text, written directly (about three times faster than building the tagged
     # structure for json's encoder: a persistent delay() writes its arguments every time). No
@@ -200,7 +208,10 @@ def _encode(value: Any, depth: int = 0) -> str:
     if kind is str:
         return _string(value)
     if kind is int:
-        return int.__repr__(value)
+        try:
+            return int.__repr__(value)
+        except ValueError:
+            raise _Refused(_too_long()) from None
     if kind is float:
         return _float_text(value)
     if value is None:
@@ -317,7 +328,7 @@ def dumps_arguments(args: tuple, owner: Any) -> str:
                 parts.append(_string(arg))
             else:
                 parts.append(_encode(arg, 1))
-    except (_Refused, RecursionError):
+    except (_Refused, RecursionError, ValueError):  # ValueError: an int too long to write
         return dumps(list(args), "argument list of", owner)
     return "[" + ",".join(parts) + "]"
 
@@ -348,7 +359,7 @@ def dumps_keywords(kwargs: dict, owner: Any) -> str:
                 parts.append(head + _string(value) + "]")
             else:
                 parts.append(head + _encode(value, 1) + "]")
-    except (_Refused, RecursionError):
+    except (_Refused, RecursionError, ValueError):  # ValueError: an int too long to write
         return dumps(kwargs, "keyword arguments of", owner)
     return '{"d":[' + ",".join(parts) + "]}"
 

@@ -40,7 +40,7 @@ from .logs import relay, start_logging
 from .protocol import EXIT_BAD_STORE, SPACING, Hello, Outbox, Reload, Shutdown, ToGame, ToPortal
 from .rundir import RunDir
 from .telnet import TelnetSession, TelnetTransport
-from .web import WebSession, site as web_site
+from .web import FULL_QUIET, WebSession, site as web_site
 
 log = Logger(namespace="evasync.server.portal")
 
@@ -56,8 +56,8 @@ MAX_RESTART_WAIT = 30.0
 #: Connections open at once from one address.
 MAX_PER_ADDRESS = 16
 #: Connections the portal serves at once by default, from all addresses together (telnet and
-#: web pages; ``evasync start --max-connections``). The web port also holds at most that many
-#: sockets, HTTP ones included.
+#: web pages; ``evasync start --max-connections``). The web port holds at most twice that many
+#: sockets, HTTP ones included (see :func:`evasync.server.web.site`).
 MAX_CONNECTIONS = 1000
 #: Open files the portal needs besides its players' sockets (its log, the game's link, ...).
 SPARE_FILES = 256
@@ -158,7 +158,7 @@ class Portal(service.Service):
         self.speed = speed
         self.exempt = frozenset(exempt)
         self.max_connections = max_connections
-        self._full = False  # refusing because of max_connections (logged once per episode)
+        self._full_until = float("-inf")  # end of the latest episode of refusing (see FULL_QUIET)
         self.budget = InputBudget(reactor)
         self.typeclass = typeclass
         self.web = web
@@ -443,10 +443,11 @@ class Portal(service.Service):
                           "close one and try again.")
             return False
         if len(self.sessions) >= self.max_connections:
-            if not self._full:
-                self._full = True
+            now = self.reactor.seconds()
+            if now >= self._full_until:  # logged once per episode, not once per departure
                 log.warn("refusing connections: {n} are open, the most --max-connections "
                          "allows", n=self.max_connections)
+            self._full_until = now + FULL_QUIET
             session.close(f"The server is full (connection limit: {self.max_connections}); "
                           "try again later.")
             return False
@@ -474,7 +475,6 @@ class Portal(service.Service):
     def session_closed(self, session: TelnetSession) -> None:
         if self.sessions.pop(session.sid, None) is None:
             return
-        self._full = False
         self._per_host[session.host] -= 1
         if self._per_host[session.host] <= 0:
             del self._per_host[session.host]
@@ -510,9 +510,8 @@ def run(host: str, port: int, db: str | None, speed: float = 1.0, console: bool 
     """Run the portal (and so the server) in this process until it is stopped.
 
     The process's limit of open files is raised, within what the system allows, to what
-    ``max_connections`` needs (a telnet or web socket each, as many web sockets again, and
-    :data:`SPARE_FILES`): a common default of 1,024 would run out first. If the system allows
-    fewer, the log says so.
+    ``max_connections`` needs (:func:`files_needed`): a common default of 1,024 would run out
+    first. If the system allows fewer, the log says so.
 
     Returns:
         The exit status: 0 after a clean stop, 1 if the server could not start.
@@ -528,7 +527,7 @@ def run(host: str, port: int, db: str | None, speed: float = 1.0, console: bool 
         return 1
     logfile = rundir.open_log()
     start_logging([logfile, sys.stdout] if console else [logfile])
-    needed = 2 * max_connections + SPARE_FILES
+    needed = files_needed(max_connections)
     allowed = raise_file_limit(needed)
     if allowed < needed:
         log.warn("this process may open {allowed} files, and --max-connections {n} needs "
@@ -559,6 +558,13 @@ def run(host: str, port: int, db: str | None, speed: float = 1.0, console: bool 
     else:
         code = 0
     return max([code] + [portal.exit_code for portal in portals])
+
+
+def files_needed(max_connections: int) -> int:
+    """Open files the portal may need with ``max_connections``: a socket for each telnet
+    player, the web port's (twice as many: pages and their page loads) and
+    :data:`SPARE_FILES`."""
+    return 3 * max_connections + SPARE_FILES
 
 
 def raise_file_limit(needed: int) -> int:

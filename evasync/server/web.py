@@ -36,7 +36,9 @@ could make it resolve to this machine (DNS rebinding); it is refused (403) with 
 browser's ``Origin`` must then be the page's own address.
 
 The web port holds at most :data:`MAX_SOCKETS` sockets from one address (``--exempt-address``
-excepted), and a socket still speaking HTTP is closed :data:`HTTP_LIFETIME` seconds after it
+excepted) and twice ``--max-connections`` from all together (a page each, and as many again for
+page loads: a browser keeps the socket it loaded the page on open while it opens the
+WebSocket), and a socket still speaking HTTP is closed :data:`HTTP_LIFETIME` seconds after it
 opened, however busy.
 
 The server closes the WebSocket with code 1000 when the player quits, :data:`STOPPING` when the
@@ -98,6 +100,10 @@ HTTP_LIFETIME = 60
 #: Sockets open at once on the web port from one address: the portal's cap on players
 #: (``MAX_PER_ADDRESS``, pages included) with as many again for a browser's page loads.
 MAX_SOCKETS = 32
+#: Seconds without a refusal that end an episode of refusing because the server is full (the
+#: web port's sockets here, the portal's players alike): the log says so once per episode,
+#: however many come and go meanwhile.
+FULL_QUIET = 60.0
 #: Seconds between pings on a quiet WebSocket; a page that does not answer one in as many
 #: seconds is gone (a phone gone to sleep, a pulled cable) and its connection is closed.
 PING_EVERY = 30
@@ -183,8 +189,11 @@ def site(portal: "Portal") -> server.Site:
         root.putChild(name, _Asset(CLIENT / filename, kind))
     root.putChild(b"ws", WebSocketResource(factory))
     portal.phase_watchers.append(lambda: _announce(portal))
+    # Room for page loads beyond the players, as MAX_SOCKETS has beyond MAX_PER_ADDRESS: with
+    # only as many sockets as players, a browser's page load (kept alive) would take the place
+    # of its own WebSocket, and a browser could not be told that the server is full.
     web = _Site(root, portal.web[0] if portal.web else "127.0.0.1", portal.exempt,
-                portal.reactor, portal.max_connections)
+                portal.reactor, 2 * portal.max_connections)
     factory.site = web
     return web
 
@@ -218,7 +227,7 @@ class _Site(server.Site):
         self.open: Counter[str] = Counter()
         self.total = 0
         self._refusing: set[str] = set()
-        self._full = False
+        self._full_until = float("-inf")  # end of the latest episode of refusing for max_sockets
 
     def buildProtocol(self, addr: Any) -> Any:
         host = str(getattr(addr, "host", "?"))
@@ -229,10 +238,11 @@ class _Site(server.Site):
                          host=host, n=MAX_SOCKETS)
             return None  # Twisted closes the socket at once
         if self.total >= self.max_sockets:
-            if not self._full:
-                self._full = True
+            now = self.reactor.seconds()
+            if now >= self._full_until:  # logged once per episode, as the portal does
                 log.warn("refusing sockets on the web port: {n} are open, the most "
-                         "--max-connections allows", n=self.max_sockets)
+                         "--max-connections allows (twice the players)", n=self.max_sockets)
+            self._full_until = now + FULL_QUIET
             return None
         self.open[host] += 1
         self.total += 1
@@ -255,7 +265,6 @@ class _Site(server.Site):
     def release(self, host: str) -> None:
         """A socket from ``host`` has closed."""
         self.total -= 1
-        self._full = False
         self.open[host] -= 1
         if self.open[host] <= 0:
             del self.open[host]
