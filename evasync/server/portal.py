@@ -576,6 +576,6 @@ def raise_file_limit(needed: int) -> int:
     target = needed if hard == resource.RLIM_INFINITY else min(needed, hard)
     try:
         resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
-    except (ValueError, OSError):
+    except (ValueError, OSError, OverflowError):  # OverflowError: a target past the C type
         return soft
     return target
