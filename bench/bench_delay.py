@@ -48,10 +48,9 @@ SPREAD = 0.05
 MEMORY_N = 50_000
 RUNS = 3  # runs (or alternating rounds) behind every median below
 
-#: (rounds of each kind, adds per round): FULL waits for the disk at every commit, and a shared
-#: disk's speed wanders, so its rounds are short and many, the two kinds taking turns.
-#: Rounds × adds of each kind. Short rounds, in pairs: the two kinds of a pair see the same
-#: machine (a shared machine's disk and caches drift within seconds).
+#: (rounds of each kind, adds per round): short rounds, the two kinds taking turns in pairs
+#: that see the same machine (a shared machine's disk and caches drift within seconds); FULL,
+#: which waits for the disk at every commit, in shorter and more of them.
 PERSISTENT_ROUNDS = {"NORMAL": (25, 800), "FULL": (61, 25)}
 PERSISTENT_BACKLOG = 100_000
 STORED = (1_000, 10_000, 100_000)
@@ -188,6 +187,7 @@ def _persistent(db_path: str, synchronous: str, backlogs: str) -> dict:
     """Persistent adds per second, and raw sqlite3 insert+commit per second into the same table
     with the same pragmas, in alternating rounds; at each backlog (tasks already stored)."""
     import evasync
+    from evasync import _codec
 
     runtime = _runtime(db_path, synchronous)
     store_conn = runtime.store.conn
@@ -248,8 +248,6 @@ def _persistent(db_path: str, synchronous: str, backlogs: str) -> dict:
                 store.add_task(handler._new_id(), 3600.0 + i, *row)
 
         def timed_encoded() -> None:
-            from evasync import _codec
-
             for i in range(adds):
                 args, kwargs = (i, "kettle"), {"temperature": 90}
                 store.add_task(handler._new_id(), 3600.0 + i, "scheduled",

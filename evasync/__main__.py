@@ -56,11 +56,7 @@ def main(argv: list[str] | None = None) -> int:
     if options.command == "start":
         if not options.speed > 0:
             parser.error(f"--speed must be > 0, not {options.speed}")
-        if options.max_connections is None:
-            from .server.portal import MAX_CONNECTIONS
-
-            options.max_connections = MAX_CONNECTIONS
-        elif not options.max_connections >= 1:
+        if options.max_connections is not None and not options.max_connections >= 1:
             parser.error(f"--max-connections must be at least 1, not {options.max_connections}")
         if options.typeclass:
             from .server.accounts import check_typeclass

@@ -309,10 +309,6 @@ class Decoder:
         raise ValueError(f"unknown tag {tag!r} in stored data")
 
 
-def _encode_nested(value: Any) -> str:
-    return _encode(value, 1)
-
-
 def dumps_arguments(args: tuple, owner: Any) -> str:
     """A persistent task's positional arguments as JSON text (a list): :func:`dumps` of
     ``list(args)``, without the copy; NotPersistableError names the argument refused."""
@@ -345,12 +341,13 @@ def dumps_keywords(kwargs: dict, owner: Any) -> str:
     parts = []
     try:
         for key, value in kwargs.items():
-            head = _KEY_TEXT.get(key) if type(key) is str else None
+            # Only a plain str is remembered: a subclass of str (Python allows one as a keyword
+            # name) with the same text must still reach _encode, which refuses it.
+            plain = type(key) is str
+            head = _KEY_TEXT.get(key) if plain else None
             if head is None:
-                # A subclass of str (Python allows one as a keyword name) takes the general
-                # path, which stores or refuses it.
-                head = "[" + (_string(key) if type(key) is str else _encode_nested(key)) + ","
-                if type(key) is str and len(_KEY_TEXT) < _KEY_TEXT_MAX:
+                head = "[" + _encode(key, 1) + ","
+                if plain and len(_KEY_TEXT) < _KEY_TEXT_MAX:
                     _KEY_TEXT[key] = head
             kind = type(value)
             if kind is int:

@@ -26,6 +26,7 @@ from evasync import NotPersistableError
 from evasync._codec import dumps, dumps_arguments, dumps_keywords, loads
 from evasync.server import portal as portal_module
 from evasync.server import web
+from evasync.server.limits import FULL_QUIET
 from evasync.server.portal import Portal
 from evasync.server.rundir import RunDir
 from evasync.server.telnet import TelnetSession, TelnetTransport
@@ -158,7 +159,7 @@ def test_a_full_server_says_so_once_while_players_come_and_go(tmp_path, logged):
         assert FULL.format(n=3).encode() in refused.value()
         lose(refused)
     assert _warnings(logged, "refusing connections") == 1
-    server.clock.advance(web.FULL_QUIET)   # a quiet spell ends the episode
+    server.clock.advance(FULL_QUIET)   # a quiet spell ends the episode
     refused = server.telnet("10.0.4.1")
     assert FULL.format(n=3).encode() in refused.value()
     assert _warnings(logged, "refusing connections") == 2
@@ -174,7 +175,7 @@ def test_a_full_web_port_says_so_once_while_sockets_come_and_go(tmp_path, logged
         held.append(server.http(f"10.0.2.{i}"))
         assert server.http(f"10.0.3.{i}") is None
     assert _warnings(logged, "refusing sockets on the web port:") == 1
-    server.clock.advance(web.FULL_QUIET)
+    server.clock.advance(FULL_QUIET)
     assert server.http("10.0.4.1") is None
     assert _warnings(logged, "refusing sockets on the web port:") == 2
 

@@ -89,12 +89,10 @@ def start(host: str, port: int, db: str | None, foreground: bool, speed: float =
     if warning:
         print(warning, file=sys.stderr)
     if foreground:
-        from .portal import run
+        from .portal import MAX_CONNECTIONS, run
 
-        if max_connections is None:
-            return run(host, port, rundir.db, speed, console, exempt, typeclass, web)
         return run(host, port, rundir.db, speed, console, exempt, typeclass, web,
-                   max_connections)
+                   MAX_CONNECTIONS if max_connections is None else max_connections)
     rundir.create()
     args = [sys.executable, "-m", "evasync", "start", "--foreground", "--quiet", "--host", host,
             "--port", str(port), "--speed", repr(speed), "--db", rundir.db]

@@ -1,4 +1,5 @@
-"""How often a client may try to log in or make an account: counted per address and per name.
+"""How often a client may try to log in or make an account: counted per address and per name;
+and (:class:`Episodes`) when to say in the log that a cap is refusing.
 
 The counts live in the game process, keyed by the client's address and by the account name it
 asked for, never by connection: hanging up and connecting again changes neither. Both kinds of
@@ -7,6 +8,7 @@ memory are bounded (the oldest keys are forgotten first).
 
 from __future__ import annotations
 
+import math
 from collections import OrderedDict, deque
 from typing import Hashable
 
@@ -14,6 +16,25 @@ from twisted.internet.interfaces import IReactorTime
 
 #: Keys remembered by one limit at most.
 MAX_KEYS = 10_000
+#: Seconds without a refusal that end an episode of refusals (see :class:`Episodes`).
+FULL_QUIET = 60.0
+
+
+class Episodes:
+    """When to say that a cap is refusing: at the first refusal of an episode, which ends
+    :data:`FULL_QUIET` seconds after the latest refusal, however many come and go meanwhile
+    (so the log has a line per episode, not per attempt nor per departure)."""
+
+    def __init__(self, clock: IReactorTime) -> None:
+        self._clock = clock
+        self._until = -math.inf
+
+    def refused(self) -> bool:
+        """Count a refusal now; True if it starts an episode (the one to log)."""
+        now = self._clock.seconds()
+        starts = now >= self._until
+        self._until = now + FULL_QUIET
+        return starts
 
 
 class Backoff:

@@ -40,7 +40,8 @@ from .logs import relay, start_logging
 from .protocol import EXIT_BAD_STORE, SPACING, Hello, Outbox, Reload, Shutdown, ToGame, ToPortal
 from .rundir import RunDir
 from .telnet import TelnetSession, TelnetTransport
-from .web import FULL_QUIET, WebSession, site as web_site
+from .limits import Episodes
+from .web import WebSession, site as web_site
 
 log = Logger(namespace="evasync.server.portal")
 
@@ -158,7 +159,7 @@ class Portal(service.Service):
         self.speed = speed
         self.exempt = frozenset(exempt)
         self.max_connections = max_connections
-        self._full_until = float("-inf")  # end of the latest episode of refusing (see FULL_QUIET)
+        self._full = Episodes(reactor)  # refusals for max_connections
         self.budget = InputBudget(reactor)
         self.typeclass = typeclass
         self.web = web
@@ -443,11 +444,9 @@ class Portal(service.Service):
                           "close one and try again.")
             return False
         if len(self.sessions) >= self.max_connections:
-            now = self.reactor.seconds()
-            if now >= self._full_until:  # logged once per episode, not once per departure
+            if self._full.refused():
                 log.warn("refusing connections: {n} are open, the most --max-connections "
                          "allows", n=self.max_connections)
-            self._full_until = now + FULL_QUIET
             session.close(f"The server is full (connection limit: {self.max_connections}); "
                           "try again later.")
             return False

@@ -66,6 +66,7 @@ from twisted.logger import Logger
 from twisted.web import http, resource, server
 
 from .fairness import LineInput
+from .limits import Episodes
 from .session import Session
 
 if TYPE_CHECKING:
@@ -100,10 +101,6 @@ HTTP_LIFETIME = 60
 #: Sockets open at once on the web port from one address: the portal's cap on players
 #: (``MAX_PER_ADDRESS``, pages included) with as many again for a browser's page loads.
 MAX_SOCKETS = 32
-#: Seconds without a refusal that end an episode of refusing because the server is full (the
-#: web port's sockets here, the portal's players alike): the log says so once per episode,
-#: however many come and go meanwhile.
-FULL_QUIET = 60.0
 #: Seconds between pings on a quiet WebSocket; a page that does not answer one in as many
 #: seconds is gone (a phone gone to sleep, a pulled cable) and its connection is closed.
 PING_EVERY = 30
@@ -227,7 +224,7 @@ class _Site(server.Site):
         self.open: Counter[str] = Counter()
         self.total = 0
         self._refusing: set[str] = set()
-        self._full_until = float("-inf")  # end of the latest episode of refusing for max_sockets
+        self._full = Episodes(reactor)  # refusals for max_sockets
 
     def buildProtocol(self, addr: Any) -> Any:
         host = str(getattr(addr, "host", "?"))
@@ -238,11 +235,9 @@ class _Site(server.Site):
                          host=host, n=MAX_SOCKETS)
             return None  # Twisted closes the socket at once
         if self.total >= self.max_sockets:
-            now = self.reactor.seconds()
-            if now >= self._full_until:  # logged once per episode, as the portal does
+            if self._full.refused():
                 log.warn("refusing sockets on the web port: {n} are open, the most "
                          "--max-connections allows (twice the players)", n=self.max_sockets)
-            self._full_until = now + FULL_QUIET
             return None
         self.open[host] += 1
         self.total += 1
