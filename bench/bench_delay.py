@@ -231,6 +231,8 @@ def _persistent(db_path: str, synchronous: str, backlogs: str) -> dict:
         raw.execute("COMMIT")
         stored = backlog
         samples: dict[str, list[float]] = {"delay": [], "raw": [], "store": [], "encoded": []}
+        # Per round of each kind: did SQLite start its WAL over (after a checkpoint) in it?
+        restarted: dict[str, list[bool]] = {kind: [] for kind in samples}
         store, handler = runtime.store, runtime.tasks
 
         def timed_delays() -> None:
@@ -267,9 +269,11 @@ def _persistent(db_path: str, synchronous: str, backlogs: str) -> dict:
                 kinds += [("store", timed_store), ("encoded", timed_encoded)]
             for kind, timed in kinds:
                 gc.collect()
+                before = _wal_restarts(db_path)
                 start = time.perf_counter()
                 timed()
                 samples[kind].append(adds / (time.perf_counter() - start))
+                restarted[kind].append(_wal_restarts(db_path) != before)
         stored += rounds * adds  # in each table
         result["backlogs"][str(backlog)] = {
             **{k: statistics.median(v) for k, v in samples.items() if v},
@@ -280,11 +284,34 @@ def _persistent(db_path: str, synchronous: str, backlogs: str) -> dict:
             # All of delay's rounds' time over all of the floor's: the sustained rate, which
             # keeps what a median drops (a WAL checkpoint, a garbage collection in a round).
             "total_ratio": (sum(1 / rate for rate in samples["delay"])
-                            / sum(1 / rate for rate in samples["raw"]))}
+                            / sum(1 / rate for rate in samples["raw"])),
+            "by_checkpoint": {kind: _split_by_checkpoint(samples[kind], restarted[kind])
+                              for kind in ("delay", "raw")}}
     floor_cursor.close()
     raw.close()
     runtime.close()
     return result
+
+
+def _wal_restarts(db_path: str) -> int:
+    """How many times SQLite has started the WAL file over (its header's checkpoint sequence
+    number, which goes up by one each time the WAL restarts after a complete checkpoint)."""
+    try:
+        with open(db_path + "-wal", "rb") as wal:
+            header = wal.read(16)
+    except FileNotFoundError:
+        return 0
+    return int.from_bytes(header[12:16], "big") if len(header) == 16 else 0
+
+
+def _split_by_checkpoint(rates: list[float], restarted: list[bool]) -> dict:
+    """Median µs per add of the rounds in which the WAL restarted (a checkpoint ran in them,
+    or just before) and of the others, with how many rounds each."""
+    split: dict[str, Any] = {}
+    for name, flag in (("checkpoint", True), ("none", False)):
+        times = [1e6 / rate for rate, was in zip(rates, restarted) if was is flag]
+        split[name] = (statistics.median(times) if times else None, len(times))
+    return split
 
 
 def _prepare(db_path: str, n: str, when: str) -> dict:
@@ -585,10 +612,11 @@ def _report(rows: list, memory: dict, adds: dict, loads: list, backlog: dict,
         "`delay(3600 + i, noop, i, \"kettle\", temperature=90, persistent=True)` in a loop: each "
         "add is its own committed SQLite transaction before `delay` returns. The floor: a raw "
         "`sqlite3` `INSERT` of the same row, through a kept cursor as the store's own, into a "
-        "table made from the same schema in the same file (each kind appends consecutive ids at the end of its own table, as a game's adds "
-        "do, above the same backlog rows), in autocommit mode (an insert + commit each), with "
-        "the same pragmas, in alternating rounds (which kind goes first alternating too). Rates "
-        "are the medians of the rounds. Two ratios: the median of each round pair's ratio (the "
+        "table made from the same schema in the same file (each kind appends consecutive ids "
+        "at the end of its own table, as a game's adds do, above the same backlog rows), in "
+        "autocommit mode (an insert + commit each), with the same pragmas, in alternating "
+        "rounds (which kind goes first alternating too). Rates are the medians of the rounds. "
+        "Two ratios: the median of each round pair's ratio (the "
         "two rounds of a pair run one after the other, on the same machine state), and all of "
         "`delay`'s rounds' time over all of the floor's (the sustained rate: it keeps the "
         "rounds a median drops, such as one where SQLite checkpointed its WAL or Python "
@@ -629,6 +657,15 @@ def _report(rows: list, memory: dict, adds: dict, loads: list, backlog: dict,
             f"| {int(backlog_n):,} | {t['raw']:.1f} | {t['store'] - t['raw']:+.1f} "
             f"| {t['encoded'] - t['store']:+.1f} | {t['delay'] - t['encoded']:+.1f} "
             f"| {t['delay']:.1f} |")
+    checkpoints = []
+    for sync, result in adds.items():
+        for backlog_n, rates in result["backlogs"].items():
+            cells = []
+            for kind in ("raw", "delay"):
+                for name in ("none", "checkpoint"):
+                    median, count = rates["by_checkpoint"][kind][name]
+                    cells.append(f"{median:.1f} ({count})" if count else "– (0)")
+            checkpoints.append(f"| {sync} | {int(backlog_n):,} | " + " | ".join(cells) + " |")
     lines += [
         "",
         f"Target, persistent add within {TARGET_PERSISTENT_RATIO:g}x the raw insert+commit with "
@@ -647,6 +684,21 @@ def _report(rows: list, memory: dict, adds: dict, loads: list, backlog: dict,
         "| + the task and its timer | = `delay` |",
         "|---:|---:|---:|---:|---:|---:|",
         *breakdown,
+        "",
+        "Why the rounds' ranges are wide: in WAL mode SQLite copies the WAL back into the "
+        "database (a checkpoint) in the commit that takes the WAL past 1,000 pages, about one "
+        "commit in a thousand here, and that one commit waits for it. A round in which the WAL "
+        "started over (read from its header before and after the round) holds such a "
+        "checkpoint; the others show the bare insert+commit. Median µs per add (rounds):",
+        "",
+        "| synchronous | tasks already stored | floor, no checkpoint | floor, a checkpoint "
+        "| `delay`, no checkpoint | `delay`, a checkpoint |",
+        "|---|---:|---:|---:|---:|---:|",
+        *checkpoints,
+        "",
+        "Both kinds pay checkpoints alike (the same commits write the same pages to one WAL), "
+        "so they are in both sides of the ratios above; the rounds without one show what a "
+        "bare insert+commit costs, beside which `delay()`'s own microseconds weigh more.",
         "",
         "The FULL rows run on `Runtime(synchronous=\"FULL\")`, whose store is "
         "`Store(path, synchronous=\"FULL\")` (`EVASYNC_SYNCHRONOUS=FULL` does the same); the "

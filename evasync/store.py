@@ -199,7 +199,7 @@ class Store:
             raise ValueError(f"synchronous must be one of {', '.join(SYNCHRONOUS)}, not "
                              f"{synchronous!r}")
         self._conn: sqlite3.Connection | None = None
-        # add_task()'s own cursor, kept: a new one per insert costs about 1 µs of its ~20.
+        # add_task()'s own cursor, kept: a new one per insert costs about half a microsecond.
         self._task_cursor: sqlite3.Cursor | None = None
         self._lock_fds: tuple[int, ...] = ()
         self._closed = False
