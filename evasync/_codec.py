@@ -271,6 +271,14 @@ def _explain(value: Any, where: str, depth: int = 0) -> NotPersistableError:
     raise AssertionError(f"{where}: nothing refused")  # pragma: no cover - callers know better
 
 
+def _object_id(value: Any) -> int:
+    """A stored object's id as written by :func:`dumps`: an int, never text, a bool or a float
+    that ``get_object`` would turn into some other object's id."""
+    if type(value) is not int:
+        raise ValueError(f"malformed stored object id: {_describe(value)}")
+    return value
+
+
 class Decoder:
     """Inverse of :func:`dumps`; make one and reuse it for many texts (as ``load()`` does).
 
@@ -305,7 +313,7 @@ class Decoder:
         if tag == "b":
             return base64.b64decode(body)
         if tag == "o":
-            return self._get_object(body)
+            return self._get_object(_object_id(body))
         raise ValueError(f"unknown tag {tag!r} in stored data")
 
 
@@ -432,7 +440,7 @@ def encode_callback(callback: Any, trust: Trust) -> dict:
                 raise NotPersistableError(
                     f"callback {callback!r} is a method of a deleted game object; a persistent "
                     "task can only call methods of objects that still exist")
-            if not callable(getattr(type(owner), name, None)):
+            if not _is_method_name(type(owner), name):
                 raise NotPersistableError(
                     f"callback {name!r} of {owner!r} is not a method defined on its class "
                     f"{type(owner).__qualname__}; define it on the class so it can be found "
@@ -466,6 +474,10 @@ def encode_callback(callback: Any, trust: Trust) -> dict:
     if not trust.allows(module):
         raise NotPersistableError(f"callback {module}.{qualname} cannot be stored: "
                                   f"{trust.refusal(module)}.")
+    if _is_evasync(module):
+        raise NotPersistableError(f"callback {module}.{qualname} cannot be stored: "
+                                  f"{_EVASYNC_CALLBACK}; store a function of your game that "
+                                  "calls it instead.")
     try:
         found = resolve_path(module, qualname, trust)
     except LookupError:
@@ -477,6 +489,23 @@ def encode_callback(callback: Any, trust: Trust) -> dict:
             "give back the same object. Use a function defined at the top level of an "
             "importable module.")
     return {"path": f"{module}:{qualname}"}
+
+
+#: Why a task may not call evasync itself: its classes are named by the store only as
+#: typeclasses and command sets (calling one, ``VirtualRuntime`` say, could replace the runtime).
+_EVASYNC_CALLBACK = "a task's callback may not be one of evasync's own functions or classes"
+
+
+def _is_evasync(module: str) -> bool:
+    return module.partition(".")[0] == "evasync"
+
+
+def _is_method_name(cls: type, name: str) -> bool:
+    """True if ``name`` is a method a task may call on a stored object of class ``cls``: one
+    its class defines, and not one of Python's ``__special__`` methods (``__setattr__``,
+    ``__class__``, ``__init__``), which would act on the object itself."""
+    return isinstance(name, str) and not (name.startswith("__") and name.endswith("__")) \
+        and callable(getattr(cls, name, None))
 
 
 def _is_command(owner: Any) -> bool:
@@ -568,9 +597,10 @@ def decode_callback(text: str, get_object: Callable[[int], Any], trust: Trust,
         raise ValueError(f"malformed stored callback {text!r}")
     if "path" in spec:
         module, _, qualname = str(spec["path"]).partition(":")
+        if _is_evasync(module):
+            raise LookupError(f"{module}:{qualname}: {_EVASYNC_CALLBACK}")
         return resolve_path(module, qualname, trust, failed_imports)
-    owner = get_object(spec["obj"])
-    method = getattr(owner, str(spec["method"]), None)
-    if not callable(method):
-        raise LookupError(f"{owner!r} has no method {spec['method']!r}")
-    return method
+    owner = get_object(_object_id(spec["obj"]))
+    if not _is_method_name(type(owner), spec["method"]):
+        raise LookupError(f"{owner!r} has no method {spec['method']!r} that a task may call")
+    return getattr(owner, spec["method"])

@@ -422,6 +422,11 @@ class Store:
             conn.execute("UPDATE meta SET value=? WHERE name='next_id_block'", (block + 1,))
         return block * ID_BLOCK
 
+    @_sqlite_errors("reading task ids")
+    def next_id_block(self) -> int:
+        """The block :meth:`reserve_id_block` reserves next: no id from it was handed out."""
+        return self.conn.execute("SELECT value FROM meta WHERE name='next_id_block'").fetchone()[0]
+
     # -- tasks -----------------------------------------------------------------------------
 
     def add_task(self, task_id: int, due: float, state: str, callback: str, args: str,

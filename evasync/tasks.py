@@ -653,8 +653,9 @@ class TaskHandler:
     def load(self) -> int:
         """Restore and schedule the persistent tasks in the store; returns how many were restored.
 
-        Tasks already held (added in this process, or restored by an earlier ``load()``) are
-        skipped, so calling it twice schedules nothing twice. Tasks that came due while the
+        Tasks already held (added in this process, or restored by an earlier ``load()``) and
+        tasks that are running or have run in this process are skipped, so calling it twice
+        (from a callback too) schedules nothing twice. Tasks that came due while the
         server was down fire promptly in due order, a chunk per reactor turn; the rest fire at
         their original time. A row that cannot be restored (its function no longer imports or
         is not trusted, its object was deleted, the row is damaged) is moved to the store's
@@ -670,10 +671,19 @@ class TaskHandler:
         self._clock.callLater(0, self._fire_overdue, overdue)
         bad: dict[int, str] = {}
         restored = 0
+        # Ids this process or a later block will hand out: a row holding one was not written
+        # by evasync, and a new task would clash with it.
+        unissued = self._store.next_id_block() * ID_BLOCK
         with _gc_paused():
             for row in self._store.tasks():
                 task_id = row[0]
-                if task_id in self._tasks:
+                # A task whose callback is running (or ran, its row not deleted yet) is not
+                # loaded again: it would run twice.
+                if task_id in self._tasks or task_id in self._running:
+                    continue
+                if task_id >= unissued or self._next_id <= task_id < self._end_id:
+                    bad[task_id] = ("its id was never handed out by this store (the row was "
+                                    "written by another program?): a new task would clash with it")
                     continue
                 try:
                     task = self._restore(row, decoder, callbacks, failed_imports)

@@ -52,9 +52,9 @@ _STORE_ROWS = ("single rows read and written for the task handler, the game obje
 #: a time, so that a new public method cannot go undocumented by accident.
 NOT_API = {
     **{f"evasync.store.Store.{name}": _STORE_ROWS for name in (
-        "reserve_id_block", "add_task", "set_task_state", "delete_tasks", "delete_all_tasks",
-        "tasks", "quarantine_tasks", "create_object", "object_row", "object_ids",
-        "find_objects", "set_object_key", "delete_object", "attributes", "set_attribute",
+        "reserve_id_block", "next_id_block", "add_task", "set_task_state", "delete_tasks",
+        "delete_all_tasks", "tasks", "quarantine_tasks", "create_object", "object_row",
+        "object_ids", "find_objects", "set_object_key", "delete_object", "attributes", "set_attribute",
         "delete_attribute", "create_account", "account", "count_accounts")},
     "evasync.TaskHandler.stop": "Runtime.reload() and close() stop the old handler",
     "evasync.Runtime.stop_hooks": "run_async's pools register their shutdown here",

@@ -1,0 +1,96 @@
+"""A hostile review of the store and the task lifecycle: rows written by another program and
+odd uses of the handler, each checked against what the docs promise."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from evasync import NotPersistableError, create_object, delay, get_runtime
+from evasync.testing import VirtualRuntime
+
+from ._support import CALLS, Hero, record
+
+
+def insert_row(rt, task_id, callback, args="[]", due=0.0, state="scheduled"):
+    rt.store.conn.execute("INSERT INTO tasks VALUES (?, ?, ?, ?, ?, ?)",
+                          (task_id, due, state, callback, args, '{"d":[]}'))
+
+
+# -- a stored row may not call evasync's own classes -------------------------------------------
+
+def test_a_row_naming_an_evasync_class_is_quarantined_not_called(rt):
+    # VirtualRuntime() installs itself as the current runtime: a row calling it would move
+    # every later delay() of the game onto a throw-away store on a clock that never moves.
+    insert_row(rt, 9, json.dumps({"path": "evasync.testing:VirtualRuntime"}))
+    rt.reload()
+    rt.advance(1)
+    assert get_runtime() is rt
+    [(task_id, why)] = rt.store.quarantined()
+    assert task_id == 9 and "evasync" in why
+
+
+def test_an_evasync_class_is_refused_as_a_persistent_callback(rt):
+    with pytest.raises(NotPersistableError, match="evasync"):
+        delay(1, VirtualRuntime, persistent=True)
+    assert rt.store.tasks() == []
+
+
+# -- a stored object method must be a method of its class --------------------------------------
+
+@pytest.mark.parametrize("method", ["__setattr__", "__class__", "__init__"])
+def test_a_row_naming_no_method_of_the_objects_class_is_quarantined(rt, method):
+    hero = create_object(Hero, key="Hero")
+    insert_row(rt, 9, json.dumps({"obj": hero.id, "method": method}), '["key", "Villain"]')
+    rt.reload()
+    rt.advance(1)
+    assert [task_id for task_id, _ in rt.store.quarantined()] == [9]
+
+
+# -- load() while a persistent task's callback runs ----------------------------------------------
+
+def reload_tasks(label):
+    """A careless callback: it loads the stored tasks again while it runs."""
+    CALLS.append(label)
+    get_runtime().tasks.load()
+
+
+def test_load_inside_a_running_callback_does_not_run_it_again(rt):
+    delay(1, reload_tasks, "once", persistent=True)
+    rt.advance(5)
+    assert CALLS == ["once"]
+    assert rt.store.tasks() == []
+
+
+# -- a stored object reference must be an id ----------------------------------------------------
+
+@pytest.mark.parametrize("ref", ["true", "1.9", '"1"'])
+def test_an_object_reference_that_is_not_an_int_is_quarantined(rt, ref):
+    hero = create_object(Hero, key="Hero")
+    assert hero.id == 1
+    insert_row(rt, 9, json.dumps({"path": "tests._support:record"}), '[{"o":%s}]' % ref)
+    insert_row(rt, 10, '{"obj":%s,"method":"shout"}' % ref, '["hi"]')
+    rt.reload()
+    rt.advance(1)
+    assert CALLS == []
+    assert sorted(task_id for task_id, _ in rt.store.quarantined()) == [9, 10]
+
+
+# -- a row whose id this process has not handed out yet ------------------------------------------
+
+def test_a_row_with_an_id_not_handed_out_yet_does_not_collide_with_new_tasks(rt):
+    from evasync.store import ID_BLOCK
+    rt.reload()
+    block = rt.store.conn.execute("SELECT value FROM meta WHERE name='next_id_block'").fetchone()[0]
+    # Another program writes rows with the ids the next block will hand out first.
+    for task_id in (block * ID_BLOCK, block * ID_BLOCK + 1):
+        insert_row(rt, task_id, json.dumps({"path": "tests._support:record"}), '["stored"]',
+                   due=10.0)
+    rt.tasks.load()
+    delay(5, record, "fresh")
+    delay(5, record, "again", persistent=True)
+    rt.advance(10)
+    assert sorted(args for args, _ in CALLS) == [("again",), ("fresh",)]
+    assert sorted(task_id for task_id, _ in rt.store.quarantined()) == [
+        block * ID_BLOCK, block * ID_BLOCK + 1]
