@@ -47,6 +47,9 @@ DEFAULT_PATH = "evasync.db"
 #: always takes a fresh block, so an id is never given out twice, not even across a crash.
 ID_BLOCK = 1 << 20
 
+#: Blocks from this one on would hold ids too large for SQLite's 64-bit integers.
+_MAX_ID_BLOCK = (1 << 63) // ID_BLOCK
+
 #: The values ``synchronous`` may take (SQLite's ``PRAGMA synchronous``).
 SYNCHRONOUS = ("NORMAL", "FULL")
 
@@ -418,14 +421,21 @@ class Store:
     def reserve_id_block(self) -> int:
         """Reserve the next block of ids; returns its first id (committed before returning)."""
         with self._transaction() as conn:
-            block = conn.execute("SELECT value FROM meta WHERE name='next_id_block'").fetchone()[0]
+            block = self.next_id_block()
             conn.execute("UPDATE meta SET value=? WHERE name='next_id_block'", (block + 1,))
         return block * ID_BLOCK
 
     @_sqlite_errors("reading task ids")
     def next_id_block(self) -> int:
         """The block :meth:`reserve_id_block` reserves next: no id from it was handed out."""
-        return self.conn.execute("SELECT value FROM meta WHERE name='next_id_block'").fetchone()[0]
+        block = self.conn.execute("SELECT value FROM meta WHERE name='next_id_block'").fetchone()[0]
+        # Another program may have written anything there; ids must stay SQLite integers.
+        if type(block) is not int or not 0 < block < _MAX_ID_BLOCK:
+            raise StoreError(f"evasync store {self.real_path!r}: its next block of task ids is "
+                             f"damaged ({block!r} in table meta, where a whole number from 1 "
+                             f"to {_MAX_ID_BLOCK - 1} belongs); no new task id can be handed out "
+                             "safely. Restore the file from a backup.")
+        return block
 
     # -- tasks -----------------------------------------------------------------------------
 

@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from evasync import NotPersistableError, create_object, delay, get_runtime
+from evasync import NotPersistableError, StoreError, create_object, delay, get_runtime
 from evasync.testing import VirtualRuntime
 
 from ._support import CALLS, Hero, record
@@ -94,3 +94,14 @@ def test_a_row_with_an_id_not_handed_out_yet_does_not_collide_with_new_tasks(rt)
     assert sorted(args for args, _ in CALLS) == [("again",), ("fresh",)]
     assert sorted(task_id for task_id, _ in rt.store.quarantined()) == [
         block * ID_BLOCK, block * ID_BLOCK + 1]
+
+
+@pytest.mark.parametrize("value", ["'x'", "1.5", "-3", "0", str(1 << 62)])
+def test_a_damaged_id_counter_is_a_store_error_and_nothing_is_stored(rt, value):
+    delay(1, record, "kept", persistent=True)
+    rt.store.conn.execute(f"UPDATE meta SET value={value} WHERE name='next_id_block'")
+    with pytest.raises(StoreError, match=r"next block of task ids is damaged"):
+        rt.reload()
+    with pytest.raises(StoreError, match=r"next block of task ids is damaged"):
+        delay(1, record, "new", persistent=True)
+    assert [row[4] for row in rt.store.tasks()] == ['["kept"]']
