@@ -12,6 +12,7 @@ import os
 from typing import Any, Callable, Iterable, Iterator
 
 from twisted.internet.interfaces import IReactorTime
+from twisted.logger import Logger
 
 from ._timers import Timers
 from .driver import Driver
@@ -19,6 +20,8 @@ from .objects import ObjectRegistry
 from ._codec import Trust
 from .store import Store, default_path
 from .tasks import TaskHandler
+
+_log = Logger()
 
 
 def _real_reactor() -> Any:
@@ -99,14 +102,22 @@ class Runtime:
 
     def _stop(self) -> None:
         # The driver first: a body waiting on run_async gets CallerGone, not the cancellation
-        # of the call that the stop hooks then drop.
-        self.driver.stop()
-        for hook in list(self.stop_hooks):
-            hook()
-        self.services.clear()
-        self.tasks.stop()
-        self._timers.stop()
-        self.store.close()
+        # of the call that the stop hooks then drop. Every step runs even if one before it
+        # raised (a half-stopped runtime would keep the store locked for good); the first
+        # error is raised at the end, any later one is logged.
+        steps = [self.driver.stop, *self.stop_hooks, self.services.clear, self.tasks.stop,
+                 self._timers.stop, self.store.close]
+        first: Exception | None = None
+        for step in steps:
+            try:
+                step()
+            except Exception as exc:
+                if first is None:
+                    first = exc
+                else:
+                    _log.failure("stopping the runtime: {step!r} failed too", step=step)
+        if first is not None:
+            raise first
 
     def reload(self) -> int:
         """Simulate a graceful server reload, in place.
@@ -139,7 +150,11 @@ class Runtime:
         return self.driver.close_caller(obj)
 
     def close(self) -> None:
-        """Stop everything scheduled (persistent tasks stay stored) and close the store."""
+        """Stop everything scheduled (persistent tasks stay stored) and close the store.
+
+        Every step runs even if one fails (a ``stop_hooks`` entry that raises, say), so the
+        store is always closed and its lock released; the first error is then raised again.
+        """
         self._stop()
 
 

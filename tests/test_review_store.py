@@ -105,3 +105,21 @@ def test_a_damaged_id_counter_is_a_store_error_and_nothing_is_stored(rt, value):
     with pytest.raises(StoreError, match=r"next block of task ids is damaged"):
         delay(1, record, "new", persistent=True)
     assert [row[4] for row in rt.store.tasks()] == ['["kept"]']
+
+
+# -- a failing stop hook does not leave the runtime half-stopped -------------------------------
+
+def test_a_stop_hook_that_raises_still_stops_everything_and_closes_the_store(rt):
+    def broken_hook():
+        raise RuntimeError("a pool would not shut down")
+
+    fired = []
+    delay(5, fired.append, "late")
+    rt.stop_hooks.append(broken_hook)
+    with pytest.raises(RuntimeError, match="would not shut down"):
+        rt.close()
+    rt.stop_hooks.remove(broken_hook)
+    with pytest.raises(StoreError, match="was closed"):
+        rt.store.conn                                  # closed, its lock released
+    rt.advance(10)
+    assert fired == []                                 # the tasks were stopped too
