@@ -101,6 +101,8 @@ _MIGRATIONS: list[str] = [
 SCHEMA_VERSION = len(_MIGRATIONS)
 #: Tables every evasync store has (from version 1 on): how a foreign SQLite file is told apart.
 _TABLES = {"meta", "tasks", "objects", "attributes"}
+#: Tables a store of the current version has, once upgraded.
+_ALL_TABLES = _TABLES | {"accounts", "quarantine"}
 
 _T = TypeVar("_T")
 
@@ -385,6 +387,13 @@ class Store:
                 if conn.in_transaction:
                     conn.execute("ROLLBACK")
                 raise
+        # A later version's table dropped by another program: refused now, not at the first
+        # use (load() needs the quarantine table only when a row is bad).
+        tables = {row[0] for row in conn.execute(
+            "SELECT name FROM sqlite_master WHERE type='table'")}
+        if not _ALL_TABLES <= tables:
+            raise self._fail(f"is an evasync store missing tables "
+                             f"{sorted(_ALL_TABLES - tables)}")
 
     def close(self) -> None:
         """Close the file and release its lock; the store refuses to be used afterwards (a

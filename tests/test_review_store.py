@@ -8,6 +8,7 @@ import json
 import pytest
 
 from evasync import NotPersistableError, StoreError, create_object, delay, get_runtime
+from evasync.store import Store
 from evasync.testing import VirtualRuntime
 
 from ._support import CALLS, Hero, record
@@ -123,3 +124,14 @@ def test_a_stop_hook_that_raises_still_stops_everything_and_closes_the_store(rt)
         rt.store.conn                                  # closed, its lock released
     rt.advance(10)
     assert fired == []                                 # the tasks were stopped too
+
+
+def test_a_store_missing_its_quarantine_table_is_refused_when_opened(tmp_path):
+    path = tmp_path / "game.db"
+    first = Store(path)
+    first.conn.execute("DROP TABLE quarantine")         # another program's doing
+    first.close()
+    second = Store(path)
+    with pytest.raises(StoreError, match=r"missing tables \['quarantine'\]"):
+        second.conn
+    second.close()
