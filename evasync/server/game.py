@@ -13,6 +13,7 @@ import math
 import os
 import signal
 import sys
+from collections import Counter
 from typing import Any
 
 from twisted.internet import defer
@@ -47,6 +48,8 @@ FREE_FAILURES, FIRST_WAIT, MAX_WAIT, FORGET_FAILURES = 3, 2.0, 60.0, 900.0
 CREATES_PER_ADDRESS, CREATE_PERIOD = 5, 600.0
 
 NOT_AVAILABLE = "The name {name!r} is not available; pick another."
+CHECKING = ("Other logins with that name or from your address are being checked; try again in "
+            "a moment.")
 BUSY = "The server is busy checking other passwords; try again in a few seconds."
 
 
@@ -97,6 +100,7 @@ class Game:
         self.failures = Backoff(reactor, FREE_FAILURES, FIRST_WAIT, MAX_WAIT, FORGET_FAILURES)
         self.creations = Window(reactor, CREATES_PER_ADDRESS, CREATE_PERIOD)
         self._creating: set[str] = set()
+        self._checking: Counter[tuple[str, str]] = Counter()  # keys of passwords being checked
         self.sessions: dict[int, GameSession] = {}
         self.link: amp.AMP | None = None
         self.outbox = Outbox(reactor, ToPortal, lambda: self.link)
@@ -277,10 +281,24 @@ class Game:
             session.send(f"Too many failed logins: wait {math.ceil(wait)} s before trying "
                          "again.")
             return
+        # A check under way counts as a failure to come: else guesses sent at once (on many
+        # connections) would all be checked before the first failure was counted.
+        if any(self._checking[key] and self.failures.count(key) + self._checking[key]
+               >= FREE_FAILURES for key in keys):
+            session.send(CHECKING)
+            return
         session.busy = True
+        self._checking.update(keys)
         done = self.accounts.authenticate(name, password)
+        done.addBoth(self._passthrough, self._checked, keys)
         done.addCallback(self._connected, session, keys)
         done.addErrback(self._login_failed, session)
+
+    def _checked(self, keys: list) -> None:
+        for key in keys:
+            self._checking[key] -= 1
+            if self._checking[key] <= 0:
+                del self._checking[key]
 
     def _connected(self, character: Any, session: GameSession, keys: list) -> None:
         session.busy = False

@@ -67,6 +67,12 @@ class Backoff:
             return 0.0
         return max(0.0, last + min(self.first * 2 ** (count - self.free), self.longest) - now)
 
+    def count(self, key: Hashable) -> int:
+        """Failures counted for ``key`` (0 once forgotten)."""
+        self.wait(key)  # forgets it if its time is over
+        entry = self._failures.get(key)
+        return entry[0] if entry is not None else 0
+
     def failed(self, key: Hashable) -> None:
         count, _ = self._failures.pop(key, (0, 0.0))
         self._failures[key] = (count + 1, self._clock.seconds())

@@ -1,0 +1,50 @@
+"""Hostile review of the demo server from outside (loopback only): each test is a bug found."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from evasync.server.game import FREE_FAILURES
+from evasync.server.portal import MAX_PER_ADDRESS
+
+from ._server_support import Server, address
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    server = Server(tmp_path_factory.mktemp("review-net")).start()
+    yield server
+    server.close()
+
+
+@pytest.fixture
+def clients(server):
+    made = []
+
+    def make(name=None, **kwargs):
+        client = server.client(name, **kwargs)
+        made.append(client)
+        return client
+
+    yield make
+    for client in made:
+        client.close()
+
+
+ANSWER = r"Wrong name or password\.|Too many failed logins: wait \d+ s|being checked"
+
+
+def test_guesses_sent_at_once_from_one_address_meet_the_backoff(server, clients):
+    """The backoff counts a wrong password once it has been checked: guesses sent on many
+    connections at once were all checked, before the first failure was counted."""
+    clients("Victim")
+    here = address()
+    guessers = [clients(source=here) for _ in range(MAX_PER_ADDRESS - 2)]
+    for number, guesser in enumerate(guessers):
+        guesser.send(f"connect Victim guess-{number}")
+    answers = [guesser.expect(ANSWER).group(0) for guesser in guessers]
+    checked = [answer for answer in answers if answer.startswith("Wrong")]
+    # The first wait (2 s) may be over before a late guess on a busy machine: one more.
+    assert len(checked) <= FREE_FAILURES + 1, answers
