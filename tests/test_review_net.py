@@ -8,6 +8,7 @@ import pytest
 
 from evasync.server.game import FREE_FAILURES
 from evasync.server.portal import MAX_PER_ADDRESS
+from evasync.server.session import clean
 
 from ._server_support import Server, address
 
@@ -48,3 +49,12 @@ def test_guesses_sent_at_once_from_one_address_meet_the_backoff(server, clients)
     checked = [answer for answer in answers if answer.startswith("Wrong")]
     # The first wait (2 s) may be over before a late guess on a busy machine: one more.
     assert len(checked) <= FREE_FAILURES + 1, answers
+
+
+def test_invisible_direction_and_spacing_characters_are_dropped_from_input():
+    # U+202E would show a line backwards to everyone else; U+200B, U+2028 and U+FEFF hide in
+    # or break it. The marks and joiners real scripts need stay.
+    line = "say h\u200bi \u202eedoc\u202c\u2066x\u2069\u2028y\ufeff"
+    assert clean(line.encode()) == "say hi edocxy"
+    assert clean("\u0645\u06cc\u200c\u062e\u0648\u0627\u0645 \u200f".encode()) == \
+        "\u0645\u06cc\u200c\u062e\u0648\u0627\u0645 \u200f"

@@ -34,11 +34,18 @@ LOGIN_IDLE = 300.0
 #: Bytes of output waiting for a player who does not read, before the player is hung up on.
 BACKLOG_MAX = 1 << 20
 
-_CONTROL = re.compile("[\x00-\x08\x0a-\x1f\x7f-\x9f\ufffd]")
+#: Dropped from input: control characters (tab kept), U+FFFD (what invalid bytes decode to),
+#: and the invisible characters that make a line look other than it reads: the zero-width
+#: space and word joiner, the line and paragraph separators, the bidirectional embeddings,
+#: overrides and isolates (U+202E shows "say lol" backwards to everyone else), and U+FEFF.
+#: The joiners and marks some scripts need (U+200C, U+200D, U+200E, U+200F) are kept.
+_CONTROL = re.compile("[\x00-\x08\x0a-\x1f\x7f-\x9f\u200b\u2028-\u202e\u2060-\u2064"
+                      "\u2066-\u2069\ufeff\ufffd]")
 
 
 def clean(raw: bytes) -> str:
-    """An input line as text: UTF-8 with invalid bytes and control characters dropped."""
+    """An input line as text: UTF-8 with invalid bytes, control characters and invisible
+    direction and spacing characters dropped."""
     return _CONTROL.sub("", raw.decode("utf-8", "replace"))
 
 
