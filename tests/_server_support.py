@@ -12,6 +12,7 @@ only what a test means them to; a test of those limits passes the same ``source`
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import signal
@@ -70,6 +71,24 @@ def flood_until_hung_up(admin: "Client", deaf: "TextClient", name: str) -> None:
     wait_for(lambda: name not in admin.command("who", r"Connected.*").group(0),
              what=f"{name} to be hung up on")
     admin.command("look", "The Demo Room")  # the server still answers the others
+
+
+@contextlib.contextmanager
+def made_clients(server: "Server"):
+    """``make(name=None, **kwargs)``: a client of ``server`` (see :meth:`Server.client`), each
+    closed when the block ends (a test's ``clients`` fixture)."""
+    made: list[Client] = []
+
+    def make(name=None, **kwargs):
+        client = server.client(name, **kwargs)
+        made.append(client)
+        return client
+
+    try:
+        yield make
+    finally:
+        for client in made:
+            client.close()
 
 
 class Server:

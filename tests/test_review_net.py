@@ -10,7 +10,7 @@ from evasync.server.game import FREE_FAILURES
 from evasync.server.portal import MAX_PER_ADDRESS
 from evasync.server.session import clean
 
-from ._server_support import Server, address
+from ._server_support import Server, address, made_clients
 
 
 @pytest.fixture(scope="module")
@@ -22,16 +22,8 @@ def server(tmp_path_factory):
 
 @pytest.fixture
 def clients(server):
-    made = []
-
-    def make(name=None, **kwargs):
-        client = server.client(name, **kwargs)
-        made.append(client)
-        return client
-
-    yield make
-    for client in made:
-        client.close()
+    with made_clients(server) as make:
+        yield make
 
 
 ANSWER = r"Wrong name or password\.|Too many failed logins: wait \d+ s|being checked"

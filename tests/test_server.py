@@ -26,7 +26,8 @@ from evasync.server.portal import MAX_PER_ADDRESS
 from evasync.server.fairness import MAX_LINE
 from evasync.server.session import clean
 
-from ._server_support import TIMEOUT, Client, Server, address, flood_until_hung_up, wait_for
+from ._server_support import (TIMEOUT, Client, Server, address, flood_until_hung_up,
+                              made_clients, wait_for)
 
 EXEMPT = "127.2.0.1"  # the server is started with --exempt-address for this one
 ROOT = Path(__file__).resolve().parent.parent
@@ -49,16 +50,8 @@ def admin(server):
 
 @pytest.fixture
 def clients(server, admin):
-    made = []
-
-    def make(name=None, **kwargs):
-        client = server.client(name, **kwargs)
-        made.append(client)
-        return client
-
-    yield make
-    for client in made:
-        client.close()
+    with made_clients(server) as make:
+        yield make
 
 
 # -- small pieces, no sockets ----------------------------------------------------------------
