@@ -107,6 +107,10 @@ _ALL_TABLES = _TABLES | {"accounts", "quarantine"}
 _T = TypeVar("_T")
 
 
+def _table_names(conn: sqlite3.Connection) -> set[str]:
+    return {row[0] for row in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+
+
 def default_path() -> str:
     """The store file used when none is given: ``$EVASYNC_DB``, else ``evasync.db`` here."""
     return os.environ.get("EVASYNC_DB") or DEFAULT_PATH
@@ -374,8 +378,7 @@ class Store:
             status = conn.execute("PRAGMA quick_check(1)").fetchone()[0]
             if status != "ok":
                 raise self._fail(f"failed SQLite's integrity check ({status})")
-            tables = {row[0] for row in conn.execute(
-                "SELECT name FROM sqlite_master WHERE type='table'")}
+            tables = _table_names(conn)
             if not _TABLES <= tables:
                 raise self._fail(f"is an SQLite database with user_version {version} but not an "
                                  f"evasync store (missing tables: {sorted(_TABLES - tables)})")
@@ -389,8 +392,7 @@ class Store:
                 raise
         # A later version's table dropped by another program: refused now, not at the first
         # use (load() needs the quarantine table only when a row is bad).
-        tables = {row[0] for row in conn.execute(
-            "SELECT name FROM sqlite_master WHERE type='table'")}
+        tables = _table_names(conn)
         if not _ALL_TABLES <= tables:
             raise self._fail(f"is an evasync store missing tables "
                              f"{sorted(_ALL_TABLES - tables)}")
