@@ -231,7 +231,10 @@ class Store:
 
         The first use opens the file: it takes the lock, creates the file with its schema if
         it is missing, checks it and upgrades an older schema. Reading through it is safe;
-        writing bypasses every check evasync makes on what the store holds.
+        writing bypasses every check evasync makes on what the store holds. A transaction
+        begun on it (``BEGIN``) must be committed or rolled back before evasync writes again:
+        until then every write of evasync's (a persistent ``delay()``, a ``db`` attribute) is
+        refused with StoreError, since it would be committed only with that transaction.
 
         Raises:
             StoreError: The file cannot be locked, opened or used as an evasync store (it is
@@ -253,6 +256,20 @@ class Store:
     def _error(self, what: str, exc: sqlite3.Error) -> StoreError:
         return StoreError(f"evasync store {self.real_path!r}: {what} failed: "
                           f"{type(exc).__name__}: {exc}")
+
+    def _stray(self, what: str) -> StoreError:
+        return StoreError(f"evasync store {self.real_path!r}: {what} refused: a transaction "
+                          "begun on store.conn is still open (BEGIN without COMMIT or "
+                          "ROLLBACK), and what evasync wrote now would be committed only with "
+                          "it, or lost with it. Commit or roll it back first.")
+
+    def _writer(self, what: str) -> sqlite3.Connection:
+        """The connection for one autocommitted write; StoreError if someone left a transaction
+        open on it."""
+        conn = self.conn
+        if conn.in_transaction:
+            raise self._stray(what)
+        return conn
 
     def _fail(self, why: str) -> StoreError:
         return StoreError(f"evasync store {self.real_path!r}: {why}. "
@@ -412,11 +429,11 @@ class Store:
     # -- transactions ----------------------------------------------------------------------
 
     @contextlib.contextmanager
-    def _transaction(self) -> Iterator[sqlite3.Connection]:
+    def _transaction(self, what: str) -> Iterator[sqlite3.Connection]:
         """One write transaction: committed at the end, rolled back on any error (a failed
         COMMIT included) and re-raised, so a failed write never leaves the connection inside a
         transaction where later writes would silently never commit."""
-        conn = self.conn
+        conn = self._writer(what)
         conn.execute("BEGIN IMMEDIATE")
         try:
             yield conn
@@ -431,7 +448,7 @@ class Store:
     @_sqlite_errors("reserving task ids")
     def reserve_id_block(self) -> int:
         """Reserve the next block of ids; returns its first id (committed before returning)."""
-        with self._transaction() as conn:
+        with self._transaction("reserving task ids") as conn:
             block = self.next_id_block()
             conn.execute("UPDATE meta SET value=? WHERE name='next_id_block'", (block + 1,))
         return block * ID_BLOCK
@@ -457,6 +474,8 @@ class Store:
             cursor = self._task_cursor
             if cursor is None:
                 cursor = self._task_cursor = self.conn.cursor()
+            if self._conn.in_transaction:  # one attribute: cheaper than _writer()'s call
+                raise self._stray("storing a task")
             cursor.execute("INSERT INTO tasks VALUES (?, ?, ?, ?, ?, ?)",
                            (task_id, due, state, callback, args, kwargs))
         except sqlite3.Error as exc:
@@ -464,16 +483,18 @@ class Store:
 
     @_sqlite_errors("updating a task")
     def set_task_state(self, task_id: int, state: str, due: float) -> None:
-        self.conn.execute("UPDATE tasks SET state=?, due=? WHERE id=?", (state, due, task_id))
+        conn = self._writer("updating a task")
+        conn.execute("UPDATE tasks SET state=?, due=? WHERE id=?", (state, due, task_id))
 
     @_sqlite_errors("deleting tasks")
     def delete_tasks(self, task_ids: Iterable[int]) -> None:
-        with self._transaction() as conn:
+        with self._transaction("deleting tasks") as conn:
             conn.executemany("DELETE FROM tasks WHERE id=?", ((i,) for i in task_ids))
 
     @_sqlite_errors("deleting every task")
     def delete_all_tasks(self) -> None:
-        self.conn.execute("DELETE FROM tasks")
+        conn = self._writer("deleting every task")
+        conn.execute("DELETE FROM tasks")
 
     @_sqlite_errors("reading tasks")
     def tasks(self) -> list[tuple[Any, ...]]:
@@ -487,7 +508,7 @@ class Store:
     @_sqlite_errors("quarantining tasks")
     def quarantine_tasks(self, reasons: dict[int, str], when: float) -> None:
         """Move the task rows ``reasons`` names to the quarantine table, each with its reason."""
-        with self._transaction() as conn:
+        with self._transaction("quarantining tasks") as conn:
             for task_id, reason in reasons.items():
                 conn.execute(
                     "INSERT OR REPLACE INTO quarantine SELECT id, due, state, callback, args, "
@@ -509,8 +530,9 @@ class Store:
 
     @_sqlite_errors("creating an object")
     def create_object(self, typeclass: str, key: str) -> int:
-        cursor = self.conn.execute("INSERT INTO objects (typeclass, key) VALUES (?, ?)",
-                                   (typeclass, key))
+        conn = self._writer("creating an object")
+        cursor = conn.execute("INSERT INTO objects (typeclass, key) VALUES (?, ?)",
+                              (typeclass, key))
         return cursor.lastrowid
 
     @_sqlite_errors("reading an object")
@@ -529,11 +551,12 @@ class Store:
 
     @_sqlite_errors("renaming an object")
     def set_object_key(self, obj_id: int, key: str) -> None:
-        self.conn.execute("UPDATE objects SET key=? WHERE id=?", (key, obj_id))
+        conn = self._writer("renaming an object")
+        conn.execute("UPDATE objects SET key=? WHERE id=?", (key, obj_id))
 
     @_sqlite_errors("deleting an object")
     def delete_object(self, obj_id: int) -> None:
-        with self._transaction() as conn:
+        with self._transaction("deleting an object") as conn:
             conn.execute("DELETE FROM attributes WHERE obj_id=?", (obj_id,))
             conn.execute("DELETE FROM objects WHERE id=?", (obj_id,))
 
@@ -544,12 +567,13 @@ class Store:
 
     @_sqlite_errors("storing an attribute")
     def set_attribute(self, obj_id: int, name: str, value: str) -> None:
-        self.conn.execute("INSERT OR REPLACE INTO attributes VALUES (?, ?, ?)",
-                          (obj_id, name, value))
+        conn = self._writer("storing an attribute")
+        conn.execute("INSERT OR REPLACE INTO attributes VALUES (?, ?, ?)", (obj_id, name, value))
 
     @_sqlite_errors("deleting an attribute")
     def delete_attribute(self, obj_id: int, name: str) -> None:
-        self.conn.execute("DELETE FROM attributes WHERE obj_id=? AND name=?", (obj_id, name))
+        conn = self._writer("deleting an attribute")
+        conn.execute("DELETE FROM attributes WHERE obj_id=? AND name=?", (obj_id, name))
 
     # -- accounts (evasync.server) ---------------------------------------------------------
 
@@ -557,8 +581,9 @@ class Store:
     def create_account(self, name: str, password: str, character_id: int, created: float) -> bool:
         """Store a new account; False if the name is taken (names are case-insensitive)."""
         try:
-            self.conn.execute("INSERT INTO accounts VALUES (?, ?, ?, ?)",
-                              (name, password, character_id, created))
+            conn = self._writer("creating an account")
+            conn.execute("INSERT INTO accounts VALUES (?, ?, ?, ?)",
+                         (name, password, character_id, created))
         except sqlite3.IntegrityError:
             return False
         return True

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import sqlite3
 import stat
 import subprocess
@@ -290,6 +291,38 @@ def test_a_failed_commit_rolls_back_so_later_writes_still_commit(rt):
     finally:
         other.close()
     assert committed == 2
+
+
+def committed_count(rt, table):
+    other = sqlite3.connect(rt.store.path)       # sees only what is committed
+    try:
+        return other.execute(f"SELECT count(*) FROM {table}").fetchone()[0]
+    finally:
+        other.close()
+
+
+def test_a_transaction_left_open_on_store_conn_refuses_writes_instead_of_swallowing_them(rt):
+    hero = create_object(key="Hero")
+    first = delay(60, record, "first", persistent=True)   # its block of ids is reserved
+    tasks_before = committed_count(rt, "tasks")
+    attributes_before = committed_count(rt, "attributes")
+    rt.store.conn.execute("BEGIN")                # a game's own transaction, never committed
+    refused = "'{}': {} refused: a transaction begun on store.conn is still open"
+    path = re.escape(rt.store.real_path)
+    with pytest.raises(StoreError, match=refused.format(path, "storing a task")):
+        delay(60, record, "lost?", persistent=True)
+    with pytest.raises(StoreError, match=refused.format(path, "storing an attribute")):
+        hero.db.hp = 10
+    with pytest.raises(StoreError, match=refused.format(path, "creating an object")):
+        create_object(key="Villain")
+    rt.store.conn.execute("ROLLBACK")
+    assert list(rt.tasks.tasks) == [first.id]     # nothing more was acknowledged
+    kept = delay(60, record, "kept", persistent=True)
+    hero.db.hp = 10
+    assert committed_count(rt, "tasks") == tasks_before + 1
+    assert committed_count(rt, "attributes") == attributes_before + 1
+    rt.reload()
+    assert stored_ids(rt) == [first.id, kept.id]
 
 
 def test_a_full_disk_is_a_store_error_and_loses_nothing_acknowledged(rt):
