@@ -48,3 +48,40 @@ def test_invisible_direction_and_spacing_characters_are_dropped_from_input():
     assert clean(line.encode()) == "say hi edocxy"
     assert clean("\u0645\u06cc\u200c\u062e\u0648\u0627\u0645 \u200f".encode()) == \
         "\u0645\u06cc\u200c\u062e\u0648\u0627\u0645 \u200f"
+
+
+class _Outbox:
+    """Records what the game sends, instead of sending it to a portal."""
+
+    def __init__(self):
+        self.events = []
+
+    def put(self, *event):
+        self.events.append(event)
+
+    def flush(self):
+        pass
+
+
+@pytest.mark.parametrize("word", ["create", "connect"])
+def test_a_login_still_being_checked_when_the_game_stops_is_answered(word):
+    # A reload (or a stop) while the password is hashed dropped the answer: the player, told
+    # nothing, waited for a reply that never came.
+    from twisted.internet import defer
+
+    from evasync.server.game import UNFINISHED, Game
+    from evasync.testing import VirtualRuntime
+
+    game = Game(VirtualRuntime())
+    game.outbox = outbox = _Outbox()
+    checks = []
+    game.accounts._pool.run = lambda func, *args: checks.append(defer.Deferred()) or checks[-1]
+    game.connect(7, "127.0.0.1:5000")
+    game.connect(8, "127.0.0.1:5001")             # idle: told nothing
+    game.input(7, f"{word} Bob a-long-password")
+    assert len(checks) == 1 and game.sessions[7].busy == word
+    del outbox.events[:]
+    game.shutdown("reload")
+    assert outbox.events == [("send", 7, UNFINISHED.format(word=word))]
+    checks[0].callback("x" if word == "create" else True)  # the answer, after the stop
+    assert outbox.events == [("send", 7, UNFINISHED.format(word=word))]

@@ -51,6 +51,10 @@ NOT_AVAILABLE = "The name {name!r} is not available; pick another."
 CHECKING = ("Other logins with that name or from your address are being checked; try again in "
             "a moment.")
 BUSY = "The server is busy checking other passwords; try again in a few seconds."
+#: Told to a connection whose create or connect was still being checked when the game stopped
+#: (for a reload, or for good): the check's answer is dropped, and nothing was made.
+UNFINISHED = ("The game stopped before your {word} was checked, so nothing was done. Send it "
+              "again once the server is back.")
 
 
 class GameSession:
@@ -63,7 +67,8 @@ class GameSession:
         self.host = address.rpartition(":")[0] or address
         self.character: Any = None
         self.failures = 0
-        self.busy = False
+        #: The login word ("create" or "connect") being checked for this connection, or "".
+        self.busy = ""
 
     def __repr__(self) -> str:
         return f"<GameSession {self.sid} {self.address} {self.character!r}>"
@@ -144,6 +149,9 @@ class Game:
         if self.closed:
             return
         log.info("game process {pid} stopping ({reason})", pid=os.getpid(), reason=reason)
+        for session in self.sessions.values():
+            if session.busy:  # its answer would come to a closed game, and be dropped
+                session.send(UNFINISHED.format(word=session.busy))
         self.outbox.flush()
         self.closed = True
         self.accounts.closed = True
@@ -247,7 +255,7 @@ class Game:
         if key in self._creating or not self.accounts.available(name):
             session.send(NOT_AVAILABLE.format(name=name))
             return
-        session.busy = True
+        session.busy = "create"
         self._creating.add(key)
         done = self.accounts.create(name, password)
         done.addBoth(self._passthrough, self._creating.discard, key)
@@ -260,7 +268,7 @@ class Game:
         return result
 
     def _created(self, character: Any, session: GameSession, name: str) -> None:
-        session.busy = False
+        session.busy = ""
         if self.sessions.get(session.sid) is not session or self.closed:
             return
         if character is None:
@@ -287,7 +295,7 @@ class Game:
                >= FREE_FAILURES for key in keys):
             session.send(CHECKING)
             return
-        session.busy = True
+        session.busy = "connect"
         self._checking.update(keys)
         done = self.accounts.authenticate(name, password)
         done.addBoth(self._passthrough, self._checked, keys)
@@ -301,7 +309,7 @@ class Game:
                 del self._checking[key]
 
     def _connected(self, character: Any, session: GameSession, keys: list) -> None:
-        session.busy = False
+        session.busy = ""
         if character is None:
             for key in keys:
                 self.failures.failed(key)
@@ -323,7 +331,7 @@ class Game:
         session.send(f"Welcome back, {character.key}! Type 'help' for the commands.")
 
     def _login_failed(self, failure: Any, session: GameSession) -> None:
-        session.busy = False
+        session.busy = ""
         if failure.check(Busy):
             log.warn("refused a login from {address}: {why}", address=session.address,
                      why=str(failure.value))
