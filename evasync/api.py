@@ -20,7 +20,7 @@ def delay(timedelay: float, callback: Callable[..., Any], *args: Any, persistent
             method of a stored game object.
         *args: Positional arguments for the callback.
         persistent: Store the task so it survives a reload (and a crash) of the server. It is
-            committed to the store before ``delay`` returns.
+            on disk (in the store's task log) before ``delay`` returns.
         **kwargs: Keyword arguments for the callback.
 
     Returns:

@@ -91,7 +91,7 @@ class Runtime:
         return _real_reactor()
 
     def _start(self) -> None:
-        self.store = Store(self._db_path, self._synchronous)
+        self.store = Store(self._db_path, self._synchronous, clock=_real_reactor())
         self.objects = ObjectRegistry(self)
         # One heap of timers for delays and pauses: due together, they run in the order made.
         self._timers = Timers(self._clock)

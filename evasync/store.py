@@ -10,19 +10,34 @@ path finds the same lock). A second runtime or server on the same file is refuse
 :class:`~evasync.errors.StoreError` naming the process that holds it.
 
 Durability: the store runs in WAL mode and commits every change before the call that made it
-returns. With ``synchronous=NORMAL`` (the default) a committed change survives the process being
-killed (SIGKILL included), but an operating-system crash or power loss may lose the last few
-commits; ``synchronous=FULL`` (``Store(path, synchronous="FULL")`` or
-``EVASYNC_SYNCHRONOUS=FULL``) survives those too, at the cost of a disk flush per commit.
+returns, with one exception, new persistent tasks that follow another closely: the first task
+after a quiet moment is committed on its own, and :meth:`Store.add_task` appends each of the
+ones after it to the *task log* beside the store (``<store>-tasklog``), one line with its
+checksum, until :meth:`Store.flush` moves the rows logged so far into the ``tasks`` table in one
+transaction (it runs :data:`FLUSH_AFTER` seconds after the first on a running reactor, before
+anything reads or changes the stored tasks, every :data:`FLUSH_ROWS` rows, and at close). One
+``write()`` of a line is what makes a burst of persistent ``delay()`` calls cheaper than an
+SQLite commit each, and it is as durable: opening the store replays a log whose rows were not
+moved yet, so a task logged before the process died is there after it. The log carries a generation number that the
+database's ``meta`` table carries too and each move bumps in its transaction, so a log whose rows
+were moved already is never replayed again, and a torn last line (the process died while
+writing it, before ``delay()`` returned) is ignored.
+
+With ``synchronous=NORMAL`` (the default) a committed change or a logged task survives the
+process being killed (SIGKILL included), but an operating-system crash or power loss may lose
+the last few; ``synchronous=FULL`` (``Store(path, synchronous="FULL")`` or
+``EVASYNC_SYNCHRONOUS=FULL``) survives those too, at the cost of a disk flush per commit and per
+logged task.
 
 Every SQLite failure (a full disk, a locked or damaged file) surfaces as a ``StoreError`` that
 names the file and the operation, with SQLite's error as its cause. The files the store creates
-(the database, its ``-wal`` and ``-shm`` files and the lock file) are readable by their owner
-only: they hold password hashes and game state.
+(the database, its ``-wal`` and ``-shm`` files, the task log and the lock file) are readable
+by their owner only: they hold password hashes and game state.
 """
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import errno
 import fcntl
@@ -33,13 +48,20 @@ import sqlite3
 import stat
 import time
 import weakref
+import zlib
 from typing import Any, Callable, Iterable, Iterator, TypeVar
+
+from twisted.internet.interfaces import IReactorTime
+from twisted.logger import Logger, LogLevel
 
 from ._codec import Trust  # re-exported: the store's rule for which names it may hold
 from .errors import StoreError
 
 __all__ = ["Store", "StoreError", "Trust", "count_quarantined", "default_path",
-           "default_synchronous", "ID_BLOCK", "SCHEMA_VERSION", "SYNCHRONOUS"]
+           "default_synchronous", "FLUSH_AFTER", "FLUSH_ROWS", "ID_BLOCK", "SCHEMA_VERSION",
+           "SYNCHRONOUS", "TASK_LOG_SUFFIX"]
+
+log = Logger()
 
 DEFAULT_PATH = "evasync.db"
 
@@ -52,6 +74,17 @@ _MAX_ID_BLOCK = (1 << 63) // ID_BLOCK
 
 #: The values ``synchronous`` may take (SQLite's ``PRAGMA synchronous``).
 SYNCHRONOUS = ("NORMAL", "FULL")
+
+#: The task log is the store's real path with this added (``evasync.db-tasklog``).
+TASK_LOG_SUFFIX = "-tasklog"
+#: Seconds after a task committed on its own during which the next ones are logged; a running
+#: reactor then moves them into the database (a store made without a clock moves them only when
+#: something needs them there, and the next task after that is committed on its own again).
+FLUSH_AFTER = 0.1
+#: Rows the log holds at most: the add that logs this many moves them at once.
+FLUSH_ROWS = 4096
+#: The task log's first line, with its generation.
+_LOG_HEADER = "evasync task log %d\n"
 
 _MIGRATIONS: list[str] = [
     # version 1
@@ -96,6 +129,11 @@ _MIGRATIONS: list[str] = [
         reason TEXT NOT NULL,
         quarantined REAL NOT NULL
     );
+    """,
+    # version 4: the task log's generation (an older evasync, which would not replay the log,
+    # refuses the store instead of missing the tasks logged in it)
+    """
+    INSERT INTO meta VALUES ('task_log', 0);
     """,
 ]
 SCHEMA_VERSION = len(_MIGRATIONS)
@@ -162,6 +200,70 @@ def _after_fork_in_child() -> None:
 os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
+def _flush_at_exit() -> None:
+    # A script that ends without closing its runtime leaves its new tasks in the database too
+    # (they would come back from the task log at the next start all the same).
+    for store in list(_LOCKED):
+        if store._pending and not store._forked:
+            try:
+                store.flush()
+            except StoreError:
+                pass  # the task log keeps them
+
+
+atexit.register(_flush_at_exit)
+
+
+_crc32 = zlib.crc32
+_write = os.write
+_SQLITE_INT = range(-(1 << 63), 1 << 63)
+_HEADER_WORDS = _LOG_HEADER.split("%d")[0].encode("ascii")
+
+
+def _parse_log(data: bytes, generation: int) -> tuple[list[tuple[Any, ...]], str]:
+    """The rows a task log holds that are not in the database yet (its generation is the
+    database's), and what is damaged in it ("" if nothing)."""
+    header, newline, body = data.partition(b"\n")
+    if not newline:
+        return [], ""  # empty, or its header torn (the process died starting it over)
+    number = header[len(_HEADER_WORDS):]
+    if not header.startswith(_HEADER_WORDS) or not number.isdigit():
+        return [], "its first line is not a task log's"
+    if int(number) < generation:
+        return [], ""  # its rows were moved into the database already
+    if int(number) > generation:
+        return [], (f"it is of generation {int(number)}, newer than the database's "
+                    f"{generation}: was the database restored from an older copy?")
+    lines = body.split(b"\n")
+    lines.pop()  # after the last line break: empty, or a line torn before delay() returned
+    rows, bad = [], 0
+    for line in lines:
+        row = _parse_line(line)
+        if row is None:
+            bad += 1
+        else:
+            rows.append(row)
+    return rows, f"{bad} damaged line(s)" if bad else ""
+
+
+def _parse_line(line: bytes) -> tuple[Any, ...] | None:
+    """A task row from a line of the task log, or None if the line is damaged."""
+    crc, tab, row = line.partition(b"\t")
+    fields = row.split(b"\t")
+    if not tab or len(crc) != 8 or len(fields) != 6:
+        return None
+    try:
+        if int(crc, 16) != _crc32(row):
+            return None
+        task_id, due = int(fields[0]), float(fields[1])
+        texts = tuple(field.decode("utf-8") for field in fields[2:])
+    except ValueError:  # UnicodeDecodeError too
+        return None
+    if task_id not in _SQLITE_INT or due != due:  # NaN: SQLite stores NULL, refused
+        return None
+    return (task_id, due, *texts)
+
+
 def count_quarantined(path: str | os.PathLike) -> int:
     """How many task rows the store at ``path`` holds in quarantine, read without taking the
     store's lock (a running server holds it); 0 if there is no such store or table."""
@@ -185,6 +287,9 @@ class Store:
         path: The file; default :func:`default_path`.
         synchronous: ``"NORMAL"`` (default, or ``$EVASYNC_SYNCHRONOUS``) or ``"FULL"``: see the
             module's notes on durability.
+        clock: Schedules the move of logged tasks into the database (:meth:`flush`) within
+            :data:`FLUSH_AFTER` seconds; a runtime passes the real reactor. Without one they are
+            moved only when something needs them there.
 
     Raises:
         ValueError: ``synchronous`` is neither ``"NORMAL"`` nor ``"FULL"``.
@@ -200,7 +305,7 @@ class Store:
     """
 
     def __init__(self, path: str | os.PathLike | None = None,
-                 synchronous: str | None = None) -> None:
+                 synchronous: str | None = None, clock: IReactorTime | None = None) -> None:
         # Absolute now: the process may change directory before the store is (re)opened.
         self.path = os.path.abspath(os.fspath(path) if path is not None else default_path())
         self.synchronous = (synchronous or default_synchronous()).upper()
@@ -212,6 +317,21 @@ class Store:
         self._task_cursor: sqlite3.Cursor | None = None
         self._lock_fds: tuple[int, ...] = ()
         self._closed = False
+        self._clock = clock
+        # The task log: its descriptor (None until the store is open), generation, size, and
+        # the rows logged but not yet moved into the database (add_task()'s fast path needs
+        # _log_ready: the log is open, whole, and belongs to this process).
+        self._log_fd: int | None = None
+        self._log_generation = 0
+        self._log_size = 0
+        self._log_ready = False
+        self._pending: list[tuple[Any, ...]] = []
+        self._flush_call: Any = None
+        # True while no task was added since the last move: the next one is committed on its
+        # own (see add_task()).
+        self._quiet = True
+        # Set in a forked child (by _forget_lock_in_child): the store is its parent's.
+        self._forked = False
 
     @property
     def real_path(self) -> str:
@@ -222,6 +342,12 @@ class Store:
     def lock_path(self) -> str:
         """The lock file beside the store (``<real path>.lock``)."""
         return self.real_path + ".lock"
+
+    @property
+    def task_log_path(self) -> str:
+        """The task log beside the store, ``<real path>-tasklog``, which holds new persistent
+        tasks until :meth:`flush` moves them into the database."""
+        return self.real_path + TASK_LOG_SUFFIX
 
     # -- opening ---------------------------------------------------------------------------
 
@@ -248,7 +374,12 @@ class Store:
             self._lock()
             try:
                 self._conn = self._open()
+                self._open_log()
             except BaseException:
+                self._close_log()
+                if self._conn is not None:
+                    self._conn.close()
+                    self._conn = None
                 self._unlock()
                 raise
         return self._conn
@@ -354,8 +485,14 @@ class Store:
 
     def _forget_lock_in_child(self) -> None:
         # A forked child shares the parent's locks; closing its copies leaves them with the
-        # parent (an explicit unlock would take them away from the parent too).
+        # parent (an explicit unlock would take them away from the parent too). The same for the
+        # task log: the parent moves the rows it logged; the child may not log any (add_task()
+        # finds the log not ready and refuses, the process being another).
         fds, self._lock_fds = self._lock_fds, ()
+        if self._log_fd is not None:
+            fds += (self._log_fd,)
+        self._log_fd, self._log_ready, self._pending, self._flush_call = None, False, [], None
+        self._quiet, self._forked = True, True
         for fd in fds:
             try:
                 os.close(fd)
@@ -415,16 +552,194 @@ class Store:
                              f"{sorted(_ALL_TABLES - tables)}")
 
     def close(self) -> None:
-        """Close the file and release its lock; the store refuses to be used afterwards (a
-        reload makes a new one)."""
-        self._closed = True
+        """Move the logged tasks into the database, close the files and release the lock; the
+        store refuses to be used afterwards (a reload makes a new one). If the move fails, the
+        task log keeps the tasks and the next opening of the store moves them."""
         try:
-            self._task_cursor = None
-            if self._conn is not None:
-                self._conn.close()
-                self._conn = None
+            if self._pending and not self._forked:
+                try:
+                    self.flush()
+                except StoreError:
+                    log.failure("closing the store: moving the logged tasks into it failed; "
+                                "the task log keeps them for the next start",
+                                level=LogLevel.error)
         finally:
-            self._unlock()
+            self._closed = True
+            try:
+                self._task_cursor = None
+                self._close_log()
+                if self._conn is not None:
+                    self._conn.close()
+                    self._conn = None
+            finally:
+                self._unlock()
+
+    # -- the task log ----------------------------------------------------------------------
+
+    def _open_log(self) -> None:
+        """Open the task log (owner-only, made if missing), move what an earlier process logged
+        and did not move into the database, and start the log over."""
+        path = self.task_log_path
+        try:
+            self._log_fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC,
+                                   0o600)
+            with open(path, "rb") as file:
+                data = file.read()
+        except OSError as exc:
+            raise self._fail(f"has a task log {path!r} that cannot be read and written "
+                             f"({exc.strerror})") from None
+        self._log_generation = generation = self._stored_generation()
+        rows, damaged = _parse_log(data, generation)
+        # A row whose id the database has already cannot be the log's own (ids are never
+        # handed out twice): the log is damaged.
+        fresh, seen = [], set()
+        for row in rows:
+            if row[0] in seen or self._conn.execute(  # type: ignore[union-attr]
+                    "SELECT 1 FROM tasks WHERE id=? UNION ALL SELECT 1 FROM quarantine WHERE "
+                    "id=?", (row[0], row[0])).fetchone():
+                damaged = damaged or "a row with an id the database has already"
+            else:
+                seen.add(row[0])
+                fresh.append(row)
+        rows = fresh
+        if damaged:
+            kept = self._keep_aside(data, damaged)
+            log.error("evasync store {path!r}: its task log is damaged ({why}); the rows that "
+                      "could be read were restored, and the whole log is kept as {kept!r}",
+                      path=self.real_path, why=damaged, kept=kept)
+        self._pending = rows
+        if rows:
+            self.flush()  # restarts the log
+        else:
+            self._restart_log()
+            if not self._log_ready:
+                raise self._fail(f"has a task log {path!r} that cannot be written")
+
+    def _keep_aside(self, data: bytes, damaged: str) -> str:
+        """Copy a damaged task log to a new file beside it; returns the copy's path."""
+        stem = f"{self.task_log_path}.damaged-{int(time.time())}"
+        why = "a thousand copies are there already"
+        for number in range(1000):
+            kept = stem if number == 0 else f"{stem}-{number}"
+            try:
+                fd = os.open(kept, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            except FileExistsError:
+                continue
+            except OSError as exc:
+                why = exc.strerror
+                break
+            try:
+                with open(fd, "wb") as copy:
+                    copy.write(data)
+            except OSError as exc:
+                why = exc.strerror
+                break
+            return kept
+        raise self._fail(f"has a damaged task log {self.task_log_path!r} ({damaged}) that "
+                         f"could not be kept aside ({why})")
+
+    def _stored_generation(self) -> int:
+        conn = self._conn
+        assert conn is not None
+        row = conn.execute("SELECT value FROM meta WHERE name='task_log'").fetchone()
+        if row is None or type(row[0]) is not int or row[0] < 0:
+            raise self._fail("has a damaged task log generation in its meta table "
+                             f"({row[0] if row else 'missing'!r})")
+        return row[0]
+
+    def _close_log(self) -> None:
+        fd, self._log_fd, self._log_ready = self._log_fd, None, False
+        if self._flush_call is not None and self._flush_call.active():
+            self._flush_call.cancel()
+        self._flush_call = None
+        if fd is not None:
+            os.close(fd)
+
+    def _restart_log(self) -> None:
+        """Empty the log and write its header (the current generation): ready for adds. Leaves
+        the log not ready if that fails (the next add tries again, and refuses if it fails)."""
+        self._log_ready = False
+        fd = self._log_fd
+        if fd is None:
+            return
+        header = (_LOG_HEADER % self._log_generation).encode("ascii")
+        try:
+            os.ftruncate(fd, 0)
+            if os.write(fd, header) != len(header):
+                raise OSError(errno.ENOSPC, "short write")
+            if self.synchronous == "FULL":
+                os.fdatasync(fd)
+        except OSError as exc:
+            log.warn("evasync store {path!r}: starting its task log over failed ({why}); the "
+                     "next persistent delay tries again", path=self.real_path, why=exc.strerror)
+            return
+        self._log_size = len(header)
+        self._log_ready = True
+
+    def _ready_log(self) -> None:
+        """Make the log ready for an add, or raise StoreError (the add is refused)."""
+        if self._log_fd is None:
+            self.conn  # opens the store and its log, or raises (closed, say)
+        if not self._log_ready:
+            self.flush()           # what the log holds goes into the database first
+            self._restart_log()
+            if not self._log_ready:
+                raise StoreError(f"evasync store {self.real_path!r}: storing a task failed: "
+                                 f"its task log {self.task_log_path!r} cannot be written")
+
+    @_sqlite_errors("moving logged tasks into the database")
+    def flush(self) -> None:
+        """Move the tasks logged since the last move into the database's ``tasks`` table, in one
+        transaction, and start the task log over; nothing happens if there are none.
+
+        evasync calls it itself: :data:`FLUSH_AFTER` seconds after the task that opened the
+        log's batch on a running reactor, before anything reads or changes the stored tasks,
+        every :data:`FLUSH_ROWS` tasks, and at close. Call it before reading the ``tasks`` table through :attr:`conn` or another
+        connection to see the latest tasks there.
+
+        Raises:
+            StoreError: SQLite failed; the rows stay in the log (nothing is lost) and the next
+                flush, or the next opening of the store, moves them.
+        """
+        rows = self._pending
+        if not rows:
+            self._quiet = True
+            return
+        generation = self._log_generation + 1
+        with self._transaction("moving logged tasks into the database") as conn:
+            conn.executemany("INSERT INTO tasks VALUES (?, ?, ?, ?, ?, ?)", rows)
+            conn.execute("UPDATE meta SET value=? WHERE name='task_log'", (generation,))
+        # Committed: the log's rows are in the database, and the log (of the old generation)
+        # is never replayed again, even if starting it over fails now. (A scheduled move is
+        # kept until then: after a failure, it is the one that tries again.)
+        self._log_generation = generation
+        self._pending = []
+        self._quiet = True
+        if self._flush_call is not None:
+            if self._flush_call.active():
+                self._flush_call.cancel()
+            self._flush_call = None
+        self._restart_log()
+
+    def _flush_later(self) -> None:
+        self._flush_call = None
+        try:
+            self.flush()
+        except StoreError:
+            log.failure("moving logged tasks into the store failed; they stay in its task log "
+                        "and are moved later", level=LogLevel.error)
+            if self._pending and self._clock is not None and not self._closed:
+                self._flush_call = self._clock.callLater(1.0, self._flush_later)
+
+    def _log_failed(self, what: str, exc: OSError) -> StoreError:
+        # The line may be half in the log: cut it off, or else make the next add start the
+        # log over (after moving what it holds) so nothing is appended behind a torn line.
+        try:
+            os.ftruncate(self._log_fd, self._log_size)  # type: ignore[arg-type]
+        except OSError:
+            self._log_ready = False
+        return StoreError(f"evasync store {self.real_path!r}: {what} failed: writing its task "
+                          f"log {self.task_log_path!r} failed: {exc.strerror or exc}")
 
     # -- transactions ----------------------------------------------------------------------
 
@@ -469,30 +784,81 @@ class Store:
 
     def add_task(self, task_id: int, due: float, state: str, callback: str, args: str,
                  kwargs: str) -> None:
-        # Written out rather than decorated: a persistent delay() pays for every call here.
+        """Store a new task's row: durable when this returns. ``callback``, ``args`` and
+        ``kwargs`` are the codec's JSON texts, which hold no tab or line break.
+
+        The first task since the last :meth:`flush` is committed on its own, so a game that
+        adds a task now and then never pays for a move as well; the ones that follow it within
+        :data:`FLUSH_AFTER` seconds are logged, and moved together.
+        """
+        if self._quiet and self._insert_task((task_id, due, state, callback, args, kwargs)):
+            self._quiet = False
+            if self._flush_call is None and self._clock is not None:
+                self._flush_call = self._clock.callLater(FLUSH_AFTER, self._flush_later)
+            return
+        if not self._log_ready:
+            self._ready_log()
+        # One line: its CRC-32, then the row's fields, tab-separated (a persistent delay()
+        # pays for every step here: no JSON of the row, one write).
+        line = f"{task_id}\t{due!r}\t{state}\t{callback}\t{args}\t{kwargs}".encode()
+        record = b"%08x\t%s\n" % (_crc32(line), line)
+        try:
+            written = _write(self._log_fd, record)
+            if written != len(record):
+                raise OSError(errno.ENOSPC, "No space left on device (short write)")
+            if self.synchronous == "FULL":
+                os.fdatasync(self._log_fd)  # type: ignore[arg-type]
+        except OSError as exc:
+            raise self._log_failed("storing a task", exc) from exc
+        self._log_size += written
+        pending = self._pending
+        pending.append((task_id, due, state, callback, args, kwargs))
+        if len(pending) == 1:
+            if self._flush_call is None and self._clock is not None:
+                self._flush_call = self._clock.callLater(FLUSH_AFTER, self._flush_later)
+        if len(pending) >= FLUSH_ROWS:
+            try:
+                self.flush()
+            except StoreError:  # the task is logged: this add succeeded all the same
+                log.failure("moving logged tasks into the store failed; they stay in its "
+                            "task log and are moved later", level=LogLevel.error)
+
+    def _insert_task(self, row: tuple[Any, ...]) -> bool:
+        # add_task()'s own commit: an INSERT in autocommit mode, through a kept cursor. False,
+        # having done nothing, while a transaction begun on conn is open: the row would be
+        # committed only with it, so it is logged instead, and moved once the transaction ends.
+        if self._forked:
+            raise StoreError(f"evasync store {self.real_path!r}: storing a task refused: this "
+                             "process was forked from the one that owns the store")
         try:
             cursor = self._task_cursor
             if cursor is None:
                 cursor = self._task_cursor = self.conn.cursor()
-            if self._conn.in_transaction:  # one attribute: cheaper than _writer()'s call
-                raise self._stray("storing a task")
-            cursor.execute("INSERT INTO tasks VALUES (?, ?, ?, ?, ?, ?)",
-                           (task_id, due, state, callback, args, kwargs))
+            if self._conn.in_transaction:  # type: ignore[union-attr]
+                return False
+            cursor.execute("INSERT INTO tasks VALUES (?, ?, ?, ?, ?, ?)", row)
         except sqlite3.Error as exc:
             raise self._error("storing a task", exc) from exc
+        return True
 
     @_sqlite_errors("updating a task")
     def set_task_state(self, task_id: int, state: str, due: float) -> None:
+        if self._pending:
+            self.flush()
         conn = self._writer("updating a task")
         conn.execute("UPDATE tasks SET state=?, due=? WHERE id=?", (state, due, task_id))
 
     @_sqlite_errors("deleting tasks")
     def delete_tasks(self, task_ids: Iterable[int]) -> None:
+        if self._pending:
+            self.flush()
         with self._transaction("deleting tasks") as conn:
             conn.executemany("DELETE FROM tasks WHERE id=?", ((i,) for i in task_ids))
 
     @_sqlite_errors("deleting every task")
     def delete_all_tasks(self) -> None:
+        if self._pending:
+            self.flush()
         conn = self._writer("deleting every task")
         conn.execute("DELETE FROM tasks")
 
@@ -502,12 +868,16 @@ class Store:
 
         Rows are returned as stored: a damaged row may hold values of any type.
         """
+        if self._pending:
+            self.flush()
         return self.conn.execute(
             "SELECT id, due, state, callback, args, kwargs FROM tasks ORDER BY due, id").fetchall()
 
     @_sqlite_errors("quarantining tasks")
     def quarantine_tasks(self, reasons: dict[int, str], when: float) -> None:
         """Move the task rows ``reasons`` names to the quarantine table, each with its reason."""
+        if self._pending:
+            self.flush()
         with self._transaction("quarantining tasks") as conn:
             for task_id, reason in reasons.items():
                 conn.execute(

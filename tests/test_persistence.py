@@ -7,7 +7,9 @@ runtimes on the same store file, the second one's clock moved on before it loads
 from __future__ import annotations
 
 import math
+import pathlib
 import random
+import shutil
 import sqlite3
 import sys
 import textwrap
@@ -19,6 +21,7 @@ from twisted.logger import LogLevel
 from evasync import (TASK_HANDLER, NotPersistableError, create_object, delay, get_object,
                      get_runtime)
 from evasync.runtime import Runtime
+from evasync.store import Store
 from evasync.tasks import OVERDUE_CHUNK
 from evasync.testing import VirtualRuntime
 
@@ -55,14 +58,46 @@ def test_a_non_persistent_task_does_not_survive_a_reload(rt):
     assert CALLS == []
 
 
-def test_the_task_is_committed_before_delay_returns(rt):
-    task = delay(3600, record, "safe", persistent=True)
-    other = sqlite3.connect(rt.store.path)  # sees only what is committed
+def crash_copy(rt, folder):
+    """The store's files copied as they are now: what a process killed at this moment leaves
+    on disk (the lock file aside, which the operating system releases)."""
+    for suffix in ("", "-wal", "-tasklog"):
+        source = pathlib.Path(rt.store.real_path + suffix)
+        if source.exists():
+            shutil.copyfile(source, folder / ("game.db" + suffix))
+    return folder / "game.db"
+
+
+def test_the_task_is_durable_before_delay_returns(rt, tmp_path):
+    # The first is committed on its own, the second logged (the store's task log).
+    tasks = [delay(3600, record, "safe", persistent=True) for _ in range(2)]
+    assert len(rt.store._pending) == 1
+    copy = Store(crash_copy(rt, tmp_path))        # the next start, after a kill now
     try:
-        rows = other.execute("SELECT id FROM tasks").fetchall()
+        assert [row[:4] for row in copy.tasks()] == [
+            (task.get_id(), task.due, "scheduled", '{"path":"tests._support:record"}')
+            for task in tasks]
+    finally:
+        copy.close()
+
+
+def test_a_logged_task_is_moved_into_the_database_once(rt, tmp_path):
+    first = [delay(3600, record, "one", persistent=True) for _ in range(2)]
+    rt.store.flush()
+    other = sqlite3.connect(rt.store.path)        # sees only what is committed
+    try:
+        assert other.execute("SELECT id FROM tasks").fetchall() == [
+            (task.get_id(),) for task in first]
     finally:
         other.close()
-    assert rows == [(task.get_id(),)]
+    second = [delay(3600, record, "two", persistent=True) for _ in range(2)]
+    # A process killed now leaves a log holding the last task only: the ones moved already
+    # are not added again (the log's generation is the database's old one).
+    copy = Store(crash_copy(rt, tmp_path))
+    try:
+        assert [row[0] for row in copy.tasks()] == [task.get_id() for task in first + second]
+    finally:
+        copy.close()
 
 
 def test_a_task_can_be_found_again_by_id_after_a_reload(rt):

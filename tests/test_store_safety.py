@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import resource
 import sqlite3
 import stat
 import subprocess
@@ -278,6 +279,7 @@ class FailingCommit:
 
 def test_a_failed_commit_rolls_back_so_later_writes_still_commit(rt):
     first = delay(60, record, "first", persistent=True)
+    rt.store.flush()                              # its row moves from the task log
     real = rt.store.conn
     rt.store._conn = FailingCommit(real)
     with pytest.raises(StoreError, match="deleting tasks failed: OperationalError: disk I/O"):
@@ -285,6 +287,7 @@ def test_a_failed_commit_rolls_back_so_later_writes_still_commit(rt):
     rt.store._conn = real
     assert not real.in_transaction
     delay(60, record, "second", persistent=True)
+    rt.store.flush()
     other = sqlite3.connect(rt.store.path)       # sees only what is committed
     try:
         committed = other.execute("SELECT count(*) FROM tasks").fetchone()[0]
@@ -304,37 +307,63 @@ def committed_count(rt, table):
 def test_a_transaction_left_open_on_store_conn_refuses_writes_instead_of_swallowing_them(rt):
     hero = create_object(key="Hero")
     first = delay(60, record, "first", persistent=True)   # its block of ids is reserved
-    tasks_before = committed_count(rt, "tasks")
+    rt.store.flush()
     attributes_before = committed_count(rt, "attributes")
     rt.store.conn.execute("BEGIN")                # a game's own transaction, never committed
     refused = "'{}': {} refused: a transaction begun on store.conn is still open"
     path = re.escape(rt.store.real_path)
-    with pytest.raises(StoreError, match=refused.format(path, "storing a task")):
-        delay(60, record, "lost?", persistent=True)
     with pytest.raises(StoreError, match=refused.format(path, "storing an attribute")):
         hero.db.hp = 10
     with pytest.raises(StoreError, match=refused.format(path, "creating an object")):
         create_object(key="Villain")
+    # A persistent delay is logged beside the database: durable, whatever the transaction.
+    # Its move into the database waits for the transaction's end.
+    logged = delay(60, record, "logged", persistent=True)
+    with pytest.raises(StoreError, match=refused.format(path, "moving logged tasks into the database")):
+        rt.store.flush()
     rt.store.conn.execute("ROLLBACK")
-    assert list(rt.tasks.tasks) == [first.id]     # nothing more was acknowledged
-    kept = delay(60, record, "kept", persistent=True)
+    assert sorted(rt.tasks.tasks) == [first.id, logged.id]
     hero.db.hp = 10
-    assert committed_count(rt, "tasks") == tasks_before + 1
+    rt.store.flush()
+    assert committed_count(rt, "tasks") == 2
     assert committed_count(rt, "attributes") == attributes_before + 1
     rt.reload()
-    assert stored_ids(rt) == [first.id, kept.id]
+    assert stored_ids(rt) == [first.id, logged.id]
 
 
-def test_a_full_disk_is_a_store_error_and_loses_nothing_acknowledged(rt):
+@pytest.fixture
+def file_size_limit():
+    """Set the largest file this process may write (bytes); restored after the test. Python
+    ignores SIGXFSZ, so a write past it is cut short or fails with EFBIG, as on a full disk."""
+    before = resource.getrlimit(resource.RLIMIT_FSIZE)
+    yield lambda size: resource.setrlimit(resource.RLIMIT_FSIZE, (size, before[1]))
+    resource.setrlimit(resource.RLIMIT_FSIZE, before)
+
+
+def test_a_full_disk_is_a_store_error_and_loses_nothing_acknowledged(rt, file_size_limit):
     kept = delay(60, record, "kept", persistent=True)
+    size = os.path.getsize(rt.store.task_log_path)
+    file_size_limit(size + 100)                   # room for part of the next line only
+    with pytest.raises(StoreError, match="storing a task failed: writing its task log .*"):
+        delay(60, record, "x" * 1000, persistent=True)
+    assert os.path.getsize(rt.store.task_log_path) == size   # the torn line is cut off
+    file_size_limit(resource.RLIM_INFINITY)
+    after = delay(60, record, "after", persistent=True)
+    rt.reload()
+    assert stored_ids(rt) == [kept.id, after.id]
+
+
+def test_a_full_database_keeps_logged_tasks_in_the_log_until_it_has_room(rt, logged):
+    kept = delay(60, record, "kept", persistent=True)   # committed on its own
     conn = rt.store.conn
     pages = conn.execute("PRAGMA page_count").fetchone()[0]
-    conn.execute(f"PRAGMA max_page_count = {pages}")   # the disk is full from now on
-    with pytest.raises(StoreError, match="storing a task failed.*full"):
-        delay(60, record, "x" * 100_000, persistent=True)
-    conn.execute("PRAGMA max_page_count = 1073741823")
-    rt.reload()
-    assert stored_ids(rt) == [kept.id]
+    conn.execute(f"PRAGMA max_page_count = {pages}")   # the database is full from now on
+    big = delay(60, record, "x" * 100_000, persistent=True)   # logged: acknowledged
+    with pytest.raises(StoreError, match="moving logged tasks into the database failed.*full"):
+        rt.store.flush()
+    rt.reload()           # closing cannot move it either: the log keeps it for the next start
+    assert any("the task log keeps them" in text for text in logged.texts(LogLevel.error))
+    assert stored_ids(rt) == [kept.id, big.id]    # the new connection has room again
 
 
 def test_every_store_error_names_the_file(rt):
@@ -365,7 +394,7 @@ def test_the_store_files_are_readable_by_their_owner_only(tmp_path):
         with VirtualRuntime(db_path=tmp_path / "game.db"):
             delay(5, record, persistent=True)
             create_object(key="Hero").db.secret = "hash"
-            names = ["game.db", "game.db-wal", "game.db-shm", "game.db.lock"]
+            names = ["game.db", "game.db-wal", "game.db-shm", "game.db-tasklog", "game.db.lock"]
             modes = {name: stat.S_IMODE(os.stat(tmp_path / name).st_mode) for name in names}
     finally:
         os.umask(old)
