@@ -281,7 +281,9 @@ def count_quarantined(path: str | os.PathLike) -> int:
 
 
 class Store:
-    """One SQLite file. Opened (and locked) on first use; every write is committed at once.
+    """One SQLite file. Opened (and locked) on first use; every write is committed at once, but
+    for new persistent tasks that follow another closely, which are durable in the task log
+    beside the file until :meth:`flush` moves them in.
 
     Args:
         path: The file; default :func:`default_path`.
