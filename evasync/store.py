@@ -227,7 +227,9 @@ def _parse_log(data: bytes, generation: int) -> tuple[list[tuple[Any, ...]], str
     if not newline:
         return [], ""  # empty, or its header torn (the process died starting it over)
     number = header[len(_HEADER_WORDS):]
-    if not header.startswith(_HEADER_WORDS) or not number.isdigit():
+    # (A generation is an SQLite integer: 19 digits at most, and never more than the 4300 that
+    # int() takes, lest a forged header raise out of the store's opening.)
+    if not header.startswith(_HEADER_WORDS) or not number.isdigit() or len(number) > 19:
         return [], "its first line is not a task log's"
     if int(number) < generation:
         return [], ""  # its rows were moved into the database already
@@ -582,21 +584,40 @@ class Store:
         """Open the task log (owner-only, made if missing), move what an earlier process logged
         and did not move into the database, and start the log over."""
         path = self.task_log_path
-        try:
-            self._log_fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC,
-                                   0o600)
-            with open(path, "rb") as file:
-                data = file.read()
+        try:  # never through a symlink (its target would be truncated), nor a FIFO (a hang)
+            fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC
+                         | os.O_NOFOLLOW | os.O_NONBLOCK, 0o600)
         except OSError as exc:
             raise self._fail(f"has a task log {path!r} that cannot be read and written "
+                             f"({exc.strerror}); if it is a symbolic link, remove it") from None
+        try:
+            info = os.fstat(fd)
+            if not stat.S_ISREG(info.st_mode) or info.st_uid != os.getuid():
+                raise self._fail(f"has a task log {path!r} that is not a plain file of this "
+                                 "user; remove it")
+            os.set_blocking(fd, True)
+            with open(fd, "rb", closefd=False) as file:
+                data = file.read()
+        except OSError as exc:
+            os.close(fd)
+            raise self._fail(f"has a task log {path!r} that cannot be read and written "
                              f"({exc.strerror})") from None
+        except BaseException:
+            os.close(fd)
+            raise
+        self._log_fd = fd
         self._log_generation = generation = self._stored_generation()
         rows, damaged = _parse_log(data, generation)
         # A row whose id the database has already cannot be the log's own (ids are never
         # handed out twice): the log is damaged.
+        # Nor can a row whose id was never handed out (outside the reserved blocks): a forged
+        # one, which would take the id of a task added later and have that task dropped.
         fresh, seen = [], set()
+        handed_out = range(ID_BLOCK, self.next_id_block() * ID_BLOCK) if rows else range(0)
         for row in rows:
-            if row[0] in seen or self._conn.execute(  # type: ignore[union-attr]
+            if row[0] not in handed_out:
+                damaged = damaged or "a row with an id never handed out"
+            elif row[0] in seen or self._conn.execute(  # type: ignore[union-attr]
                     "SELECT 1 FROM tasks WHERE id=? UNION ALL SELECT 1 FROM quarantine WHERE "
                     "id=?", (row[0], row[0])).fetchone():
                 damaged = damaged or "a row with an id the database has already"
