@@ -220,6 +220,15 @@ _SQLITE_INT = range(-(1 << 63), 1 << 63)
 _HEADER_WORDS = _LOG_HEADER.split("%d")[0].encode("ascii")
 
 
+def _sync_directory(path: str) -> None:
+    """fsync a directory: the names made in it are on disk once this returns."""
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
 def _parse_log(data: bytes, generation: int) -> tuple[list[tuple[Any, ...]], str]:
     """The rows a task log holds that are not in the database yet (its generation is the
     database's), and what is damaged in it ("" if nothing)."""
@@ -401,10 +410,16 @@ class Store:
     def _writer(self, what: str) -> sqlite3.Connection:
         """The connection for one autocommitted write; StoreError if someone left a transaction
         open on it."""
+        if self._forked:
+            raise self._forked_refusal(what)
         conn = self.conn
         if conn.in_transaction:
             raise self._stray(what)
         return conn
+
+    def _forked_refusal(self, what: str) -> StoreError:
+        return StoreError(f"evasync store {self.real_path!r}: {what} refused: this process was "
+                          "forked from the one that owns the store")
 
     def _fail(self, why: str) -> StoreError:
         return StoreError(f"evasync store {self.real_path!r}: {why}. "
@@ -598,6 +613,8 @@ class Store:
             os.set_blocking(fd, True)
             with open(fd, "rb", closefd=False) as file:
                 data = file.read()
+            if self.synchronous == "FULL":
+                _sync_directory(os.path.dirname(path))  # the log's own entry survives a power cut
         except OSError as exc:
             os.close(fd)
             raise self._fail(f"has a task log {path!r} that cannot be read and written "
@@ -851,8 +868,7 @@ class Store:
         # having done nothing, while a transaction begun on conn is open: the row would be
         # committed only with it, so it is logged instead, and moved once the transaction ends.
         if self._forked:
-            raise StoreError(f"evasync store {self.real_path!r}: storing a task refused: this "
-                             "process was forked from the one that owns the store")
+            raise self._forked_refusal("storing a task")
         try:
             cursor = self._task_cursor
             if cursor is None:

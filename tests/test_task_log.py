@@ -321,3 +321,43 @@ def test_a_row_with_an_id_never_handed_out_is_not_replayed(store, tmp_path):
     copy.flush()
     assert ids(copy)[-2:] == [later - 1, later]
     copy.close()
+
+
+def test_a_forked_child_cannot_change_its_parents_stored_tasks(store):
+    store.flush()
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: try each change, report which were refused, leave at once
+        answers = []
+        for change in (lambda: store.set_task_state(store.direct_id, "paused", 9.0),
+                       lambda: store.delete_tasks([store.direct_id]),
+                       lambda: store.delete_all_tasks()):
+            try:
+                change()
+                answers.append("done")
+            except StoreError as exc:
+                answers.append("refused" if "this process was forked from" in str(exc)
+                               else str(exc))
+            except BaseException as exc:  # noqa: BLE001 - reported to the parent
+                answers.append(repr(exc))
+        os.write(write, ",".join(answers).encode())
+        os._exit(0)
+    os.close(write)
+    with os.fdopen(read, "rb") as pipe:
+        answer = pipe.read()
+    os.waitpid(pid, 0)
+    assert answer == b"refused,refused,refused"
+    assert [row[:3] for row in store.tasks()] == [(store.direct_id, 1.0, "scheduled")]
+
+
+def test_with_synchronous_full_the_task_logs_directory_is_synced(tmp_path, monkeypatch):
+    synced = []
+    real = os.fsync
+    monkeypatch.setattr(os, "fsync", lambda fd: synced.append(os.readlink(f"/proc/self/fd/{fd}"))
+                        or real(fd))
+    store = Store(tmp_path / "game.db", synchronous="FULL")
+    try:
+        store.conn
+        assert str(tmp_path) in synced
+    finally:
+        store.close()
