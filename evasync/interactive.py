@@ -30,7 +30,8 @@ def interactive(func: Callable[..., Any]) -> Callable[..., defer.Deferred]:
     already-fired Deferred of its result. Pauses and questions are not persistent: a reload or
     the caller leaving ends the body (its ``finally`` blocks run).
 
-    (Evennia's ``@interactive`` returns None; portable code ignores the Deferred.)
+    (Evennia's ``@interactive`` returns None for a generator, and a plain function's value as
+    is; portable code ignores what the call returns.)
 
     Raises:
         TypeError: at decoration time, if ``func`` is not callable or has no parameter named

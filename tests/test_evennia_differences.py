@@ -115,6 +115,20 @@ def test_an_interactive_call_returns_a_deferred_of_its_result(rt, hero, evennia)
     assert done.result == 3
 
 
+def test_an_interactive_plain_function_returns_its_value_there_and_a_deferred_here(rt, hero,
+                                                                                  evennia):
+    # Evennia hands a function that is not a generator its value straight back (not None).
+    assert evennia["@interactive call of a plain function"] == "returns 3"
+
+    @interactive
+    def plain(caller):
+        return 3
+
+    done = plain(hero)
+    assert isinstance(done, defer.Deferred)
+    assert done.result == 3
+
+
 def test_interactive_mistakes_are_caught_early(rt, hero, evennia):
     assert evennia["@interactive without caller"].startswith("raises ValueError")
     assert evennia["@interactive yields a list"].startswith("raises ValueError")

@@ -115,6 +115,12 @@ def observe() -> dict:
     facts["@interactive call"] = _outcome(lambda: rest(hero))
 
     @interactive
+    def plain(caller):
+        return 3
+
+    facts["@interactive call of a plain function"] = _outcome(lambda: plain(hero))
+
+    @interactive
     def no_caller():
         yield "Ready? (yes/no)"
 
