@@ -625,8 +625,9 @@ def _report(rows: list, memory: dict, adds: dict, loads: list, backlog: dict,
         "## Persistent adds",
         "",
         "`delay(3600 + i, noop, i, \"kettle\", temperature=90, persistent=True)` in a loop, "
-        "then `Store.flush()`: each add appends its row to the store's task log (one `write()` "
-        "of a line, as durable as a commit with the same `synchronous`) before `delay` returns, "
+        "then `Store.flush()`: the round's first add is committed on its own, and each one after "
+        "it appends its row to the store's task log (one `write()` of a line, as durable as a "
+        "commit with the same `synchronous`) before `delay` returns, "
         "and the flush moves the round's rows into the database in one transaction; both are "
         "timed. The floor: a raw "
         "`sqlite3` `INSERT` of the same row, through a kept cursor as the store's own, into a "

@@ -18,10 +18,10 @@ transaction (it runs :data:`FLUSH_AFTER` seconds after the first on a running re
 anything reads or changes the stored tasks, every :data:`FLUSH_ROWS` rows, and at close). One
 ``write()`` of a line is what makes a burst of persistent ``delay()`` calls cheaper than an
 SQLite commit each, and it is as durable: opening the store replays a log whose rows were not
-moved yet, so a task logged before the process died is there after it. The log carries a generation number that the
-database's ``meta`` table carries too and each move bumps in its transaction, so a log whose rows
-were moved already is never replayed again, and a torn last line (the process died while
-writing it, before ``delay()`` returned) is ignored.
+moved yet, so a task logged before the process died is there after it. The log carries a
+generation number that the database's ``meta`` table carries too and each move bumps in its
+transaction, so a log whose rows were moved already is never replayed again, and a torn last
+line (the process died while writing it, before ``delay()`` returned) is ignored.
 
 With ``synchronous=NORMAL`` (the default) a committed change or a logged task survives the
 process being killed (SIGKILL included), but an operating-system crash or power loss may lose
@@ -734,8 +734,8 @@ class Store:
 
         evasync calls it itself: :data:`FLUSH_AFTER` seconds after the task that opened the
         log's batch on a running reactor, before anything reads or changes the stored tasks,
-        every :data:`FLUSH_ROWS` tasks, and at close. Call it before reading the ``tasks`` table through :attr:`conn` or another
-        connection to see the latest tasks there.
+        every :data:`FLUSH_ROWS` tasks, and at close. Call it before reading the ``tasks``
+        table through :attr:`conn` or another connection to see the latest tasks there.
 
         Raises:
             StoreError: SQLite failed; the rows stay in the log (nothing is lost) and the next
