@@ -188,27 +188,36 @@ def test_a_clock_moves_logged_tasks_within_flush_after_seconds(tmp_path):
         store.close()
 
 
-def test_a_forked_child_cannot_log_tasks_into_its_parents_store(store):
-    store.add_task(store.first_id, 5.0, *TASK)
-    before = pathlib.Path(store.task_log_path).read_bytes()
+def in_a_forked_child(*changes):
+    """Run each of ``changes`` in a forked child; what each did there: "done", "refused" (as a
+    forked child's change is), or the unexpected error."""
     read, write = os.pipe()
     pid = os.fork()
-    if pid == 0:  # the child: report what adding a task did, then leave at once
-        try:
-            store.add_task(store.first_id + 1, 6.0, *TASK)
-            answer = b"logged"
-        except StoreError as exc:
-            answer = b"refused" if "this process was forked from" in str(exc) \
-                else str(exc).encode()
-        except BaseException as exc:  # noqa: BLE001 - reported to the parent
-            answer = repr(exc).encode()
-        os.write(write, answer)
+    if pid == 0:  # the child: report, then leave at once
+        answers = []
+        for change in changes:
+            try:
+                change()
+                answers.append("done")
+            except StoreError as exc:
+                answers.append("refused" if "this process was forked from" in str(exc)
+                               else str(exc))
+            except BaseException as exc:  # noqa: BLE001 - reported to the parent
+                answers.append(repr(exc))
+        os.write(write, "\n".join(answers).encode())
         os._exit(0)
     os.close(write)
     with os.fdopen(read, "rb") as pipe:
-        answer = pipe.read()
+        answers = pipe.read().decode().split("\n")
     os.waitpid(pid, 0)
-    assert answer == b"refused"
+    return answers
+
+
+def test_a_forked_child_cannot_log_tasks_into_its_parents_store(store):
+    store.add_task(store.first_id, 5.0, *TASK)
+    before = pathlib.Path(store.task_log_path).read_bytes()
+    assert in_a_forked_child(lambda: store.add_task(store.first_id + 1, 6.0, *TASK)) == \
+        ["refused"]
     assert pathlib.Path(store.task_log_path).read_bytes() == before
     store.flush()
     assert ids(store) == [store.direct_id, store.first_id]
@@ -325,28 +334,9 @@ def test_a_row_with_an_id_never_handed_out_is_not_replayed(store, tmp_path):
 
 def test_a_forked_child_cannot_change_its_parents_stored_tasks(store):
     store.flush()
-    read, write = os.pipe()
-    pid = os.fork()
-    if pid == 0:  # the child: try each change, report which were refused, leave at once
-        answers = []
-        for change in (lambda: store.set_task_state(store.direct_id, "paused", 9.0),
-                       lambda: store.delete_tasks([store.direct_id]),
-                       lambda: store.delete_all_tasks()):
-            try:
-                change()
-                answers.append("done")
-            except StoreError as exc:
-                answers.append("refused" if "this process was forked from" in str(exc)
-                               else str(exc))
-            except BaseException as exc:  # noqa: BLE001 - reported to the parent
-                answers.append(repr(exc))
-        os.write(write, ",".join(answers).encode())
-        os._exit(0)
-    os.close(write)
-    with os.fdopen(read, "rb") as pipe:
-        answer = pipe.read()
-    os.waitpid(pid, 0)
-    assert answer == b"refused,refused,refused"
+    assert in_a_forked_child(lambda: store.set_task_state(store.direct_id, "paused", 9.0),
+                             lambda: store.delete_tasks([store.direct_id]),
+                             store.delete_all_tasks) == ["refused"] * 3
     assert [row[:3] for row in store.tasks()] == [(store.direct_id, 1.0, "scheduled")]
 
 
