@@ -76,10 +76,13 @@ def test_an_unstorable_argument_is_refused_at_delay_time_not_dropped(rt, hero, e
 def test_a_wrong_delay_is_refused_at_the_call(rt, evennia):
     assert evennia["negative delay"] == "returns 'TaskHandlerTask'"
     assert evennia["callback not callable"] == "returns 'TaskHandlerTask'"
+    assert evennia["bool delay"] == "returns 'TaskHandlerTask'"   # True taken as 1 s there
     with pytest.raises(ValueError):
         delay(-5, _support.record)
     with pytest.raises(TypeError):
         delay(5, "brew()")
+    with pytest.raises(TypeError, match="not True"):
+        delay(True, _support.record)
 
 
 def test_pause_and_unpause_say_whether_they_did_something(rt, evennia):

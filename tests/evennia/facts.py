@@ -82,6 +82,7 @@ def observe() -> dict:
     # Checks at delay() time.
     facts["negative delay"] = _outcome(lambda: type(delay(-5, noted)).__name__)
     facts["callback not callable"] = _outcome(lambda: type(delay(5, "brew()")).__name__)
+    facts["bool delay"] = _outcome(lambda: type(delay(True, noted)).__name__)
     TASK_HANDLER.clear()
 
     # The handle.
