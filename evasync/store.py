@@ -372,8 +372,9 @@ class Store:
         it is missing, checks it and upgrades an older schema. Reading through it is safe;
         writing bypasses every check evasync makes on what the store holds. A transaction
         begun on it (``BEGIN``) must be committed or rolled back before evasync writes again:
-        until then every write of evasync's (a persistent ``delay()``, a ``db`` attribute) is
-        refused with StoreError, since it would be committed only with that transaction.
+        until then evasync's writes (a ``db`` attribute, an object) are refused with
+        StoreError, since they would be committed only with that transaction; new persistent
+        tasks are logged, and moved into the database once it has ended.
 
         Raises:
             StoreError: The file cannot be locked, opened or used as an evasync store (it is
@@ -505,8 +506,8 @@ class Store:
     def _forget_lock_in_child(self) -> None:
         # A forked child shares the parent's locks; closing its copies leaves them with the
         # parent (an explicit unlock would take them away from the parent too). The same for the
-        # task log: the parent moves the rows it logged; the child may not log any (add_task()
-        # finds the log not ready and refuses, the process being another).
+        # task log: the parent moves the rows it logged. _forked makes every write of the
+        # child's a StoreError (adds included).
         fds, self._lock_fds = self._lock_fds, ()
         if self._log_fd is not None:
             fds += (self._log_fd,)
@@ -689,9 +690,7 @@ class Store:
 
     def _close_log(self) -> None:
         fd, self._log_fd, self._log_ready = self._log_fd, None, False
-        if self._flush_call is not None and self._flush_call.active():
-            self._flush_call.cancel()
-        self._flush_call = None
+        self._cancel_flush()
         if fd is not None:
             os.close(fd)
 
@@ -755,11 +754,18 @@ class Store:
         self._log_generation = generation
         self._pending = []
         self._quiet = True
-        if self._flush_call is not None:
-            if self._flush_call.active():
-                self._flush_call.cancel()
-            self._flush_call = None
+        self._cancel_flush()
         self._restart_log()
+
+    def _flush_soon(self, seconds: float) -> None:
+        """Have the clock (if any) call :meth:`flush` in ``seconds``, unless it will already."""
+        if self._flush_call is None and self._clock is not None:
+            self._flush_call = self._clock.callLater(seconds, self._flush_later)
+
+    def _cancel_flush(self) -> None:
+        if self._flush_call is not None and self._flush_call.active():
+            self._flush_call.cancel()
+        self._flush_call = None
 
     def _flush_later(self) -> None:
         self._flush_call = None
@@ -768,8 +774,8 @@ class Store:
         except StoreError:
             log.failure("moving logged tasks into the store failed; they stay in its task log "
                         "and are moved later", level=LogLevel.error)
-            if self._pending and self._clock is not None and not self._closed:
-                self._flush_call = self._clock.callLater(1.0, self._flush_later)
+            if self._pending and not self._closed:
+                self._flush_soon(1.0)
 
     def _log_failed(self, what: str, exc: OSError) -> StoreError:
         # The line may be half in the log: cut it off, or else make the next add start the
@@ -833,8 +839,7 @@ class Store:
         """
         if self._quiet and self._insert_task((task_id, due, state, callback, args, kwargs)):
             self._quiet = False
-            if self._flush_call is None and self._clock is not None:
-                self._flush_call = self._clock.callLater(FLUSH_AFTER, self._flush_later)
+            self._flush_soon(FLUSH_AFTER)
             return
         if not self._log_ready:
             self._ready_log()
@@ -854,8 +859,7 @@ class Store:
         pending = self._pending
         pending.append((task_id, due, state, callback, args, kwargs))
         if len(pending) == 1:
-            if self._flush_call is None and self._clock is not None:
-                self._flush_call = self._clock.callLater(FLUSH_AFTER, self._flush_later)
+            self._flush_soon(FLUSH_AFTER)  # scheduled already, unless no add committed first
         if len(pending) >= FLUSH_ROWS:
             try:
                 self.flush()
