@@ -17,7 +17,6 @@ import os
 import re
 import signal
 import socket
-import sqlite3
 import subprocess
 import sys
 import itertools
@@ -26,7 +25,8 @@ from pathlib import Path
 
 from evasync.server.rundir import RunDir
 from evasync.server.session import BACKLOG_MAX
-from evasync.store import TASK_LOG_SUFFIX, _parse_log
+
+from ._store_files import stored_rows
 
 SPEED = 10
 TIMEOUT = 60.0
@@ -186,21 +186,9 @@ class Server:
         self.output.close()
 
     def tasks(self) -> list[tuple]:
-        """The persistent tasks stored, as (id, callback, args), soonest id first: the rows of
-        the database (read with a second connection) and of its task log not moved into it yet
-        (read without changing it). The log is read first: a move between the two reads then
-        shows its rows in the database, whose generation says the log read is an old one."""
-        log = Path(os.path.realpath(self.db) + TASK_LOG_SUFFIX)
-        data = log.read_bytes() if log.exists() else b""
-        with sqlite3.connect(self.db) as conn:
-            conn.execute("BEGIN")  # one snapshot for both reads
-            rows = conn.execute("SELECT id, callback, args FROM tasks").fetchall()
-            generation = conn.execute(
-                "SELECT value FROM meta WHERE name='task_log'").fetchone()[0]
-            conn.execute("COMMIT")
-        logged, damaged = _parse_log(data, generation)
-        assert not damaged, damaged
-        return sorted(set(rows) | {(row[0], row[3], row[4]) for row in logged})
+        """The persistent tasks stored, as (id, callback, args) by id, read without changing
+        the store (:func:`._store_files.stored_rows`)."""
+        return [(row[0], row[3], row[4]) for row in stored_rows(self.db)]
 
 
 _TELNET = re.compile(rb"\xff\xfa.*?\xff\xf0|\xff[\xfb-\xfe].|\xff[\xf0-\xfa]", re.S)

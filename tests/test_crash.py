@@ -11,15 +11,13 @@ import os
 import pathlib
 import queue
 import signal
-import sqlite3
 import subprocess
 import sys
 import threading
 import time
 
-from evasync.store import TASK_LOG_SUFFIX, _parse_log
-
 from . import _crashproc
+from ._store_files import stored_rows
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 
@@ -60,19 +58,9 @@ def next_line(lines: "queue.Queue[str]", process: subprocess.Popen, tmp_path, na
 
 
 def stored_tasks(path: pathlib.Path) -> dict[int, float]:
-    """Task id -> due of what a killed process left: the database's rows and the rows of its
-    task log not moved into it yet, read without changing either (the next start moves them)."""
-    conn = sqlite3.connect(path)
-    try:
-        tasks = dict(conn.execute("SELECT id, due FROM tasks"))
-        generation = conn.execute("SELECT value FROM meta WHERE name='task_log'").fetchone()[0]
-    finally:
-        conn.close()
-    log = pathlib.Path(str(path) + TASK_LOG_SUFFIX)
-    rows, damaged = _parse_log(log.read_bytes() if log.exists() else b"", generation)
-    assert not damaged, damaged
-    tasks.update((row[0], row[1]) for row in rows)
-    return tasks
+    """Task id -> due of what a killed process left, read without changing it (the next start
+    moves the task log's rows into the database)."""
+    return {row[0]: row[1] for row in stored_rows(path)}
 
 
 def read_markers(path: pathlib.Path) -> list[tuple[int, int, float]]:

@@ -7,9 +7,7 @@ runtimes on the same store file, the second one's clock moved on before it loads
 from __future__ import annotations
 
 import math
-import pathlib
 import random
-import shutil
 import sqlite3
 import sys
 import textwrap
@@ -26,6 +24,7 @@ from evasync.tasks import OVERDUE_CHUNK
 from evasync.testing import VirtualRuntime
 
 from . import _support
+from ._store_files import copy_as_killed
 from ._support import CALLS, CmdBoil, Hero, Kettle, record
 
 
@@ -58,21 +57,11 @@ def test_a_non_persistent_task_does_not_survive_a_reload(rt):
     assert CALLS == []
 
 
-def crash_copy(rt, folder):
-    """The store's files copied as they are now: what a process killed at this moment leaves
-    on disk (the lock file aside, which the operating system releases)."""
-    for suffix in ("", "-wal", "-tasklog"):
-        source = pathlib.Path(rt.store.real_path + suffix)
-        if source.exists():
-            shutil.copyfile(source, folder / ("game.db" + suffix))
-    return folder / "game.db"
-
-
 def test_the_task_is_durable_before_delay_returns(rt, tmp_path):
     # The first is committed on its own, the second logged (the store's task log).
     tasks = [delay(3600, record, "safe", persistent=True) for _ in range(2)]
     assert len(rt.store._pending) == 1
-    copy = Store(crash_copy(rt, tmp_path))        # the next start, after a kill now
+    copy = Store(copy_as_killed(rt.store, tmp_path))        # the next start, after a kill now
     try:
         assert [row[:4] for row in copy.tasks()] == [
             (task.get_id(), task.due, "scheduled", '{"path":"tests._support:record"}')
@@ -93,7 +82,7 @@ def test_a_logged_task_is_moved_into_the_database_once(rt, tmp_path):
     second = [delay(3600, record, "two", persistent=True) for _ in range(2)]
     # A process killed now leaves a log holding the last task only: the ones moved already
     # are not added again (the log's generation is the database's old one).
-    copy = Store(crash_copy(rt, tmp_path))
+    copy = Store(copy_as_killed(rt.store, tmp_path))
     try:
         assert [row[0] for row in copy.tasks()] == [task.get_id() for task in first + second]
     finally:

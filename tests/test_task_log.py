@@ -7,7 +7,6 @@ from __future__ import annotations
 import glob
 import os
 import pathlib
-import shutil
 
 import pytest
 from twisted.internet.task import Clock
@@ -17,6 +16,7 @@ from evasync import StoreError, delay
 from evasync.store import FLUSH_AFTER, FLUSH_ROWS, ID_BLOCK, Store
 from evasync.testing import VirtualRuntime
 
+from ._store_files import copy_as_killed
 from ._support import record
 
 TASK = ("scheduled", '{"path":"tests._support:record"}', '["x"]', '{"d":[]}')
@@ -28,15 +28,6 @@ def ids(store):
 
 def log_lines(store):
     return pathlib.Path(store.task_log_path).read_bytes().split(b"\n")
-
-
-def killed(store, folder):
-    """The store's files as a process killed now leaves them, copied to ``folder``; the path of
-    the copied store."""
-    for suffix in ("", "-wal", "-tasklog"):
-        if os.path.exists(store.real_path + suffix):
-            shutil.copyfile(store.real_path + suffix, folder / ("game.db" + suffix))
-    return folder / "game.db"
 
 
 @pytest.fixture
@@ -54,7 +45,7 @@ def test_a_logged_task_is_in_the_log_until_a_flush_moves_it(store, tmp_path):
     store.add_task(store.first_id, 5.0, *TASK)
     assert store.conn.execute("SELECT id FROM tasks").fetchall() == [(store.direct_id,)]
     assert len(log_lines(store)) == 3             # header, the task, the end of the last line
-    copy = Store(killed(store, tmp_path))
+    copy = Store(copy_as_killed(store, tmp_path))
     assert ids(copy) == [store.direct_id, store.first_id]
     copy.close()
     store.flush()
@@ -66,7 +57,7 @@ def test_a_logged_task_is_in_the_log_until_a_flush_moves_it(store, tmp_path):
 def test_a_line_torn_by_the_kill_is_ignored_and_the_others_restored(store, tmp_path):
     store.add_task(store.first_id, 5.0, *TASK)
     store.add_task(store.first_id + 1, 6.0, *TASK)
-    path = killed(store, tmp_path)
+    path = copy_as_killed(store, tmp_path)
     log = pathlib.Path(str(path) + "-tasklog")
     log.write_bytes(log.read_bytes()[:-7])        # the process died writing the second line
     copy = Store(path)
@@ -78,7 +69,7 @@ def test_a_line_torn_by_the_kill_is_ignored_and_the_others_restored(store, tmp_p
 def test_a_damaged_line_is_skipped_and_the_whole_log_kept_aside(store, tmp_path, logged):
     for offset in range(3):
         store.add_task(store.first_id + offset, 5.0 + offset, *TASK)
-    path = killed(store, tmp_path)
+    path = copy_as_killed(store, tmp_path)
     log = pathlib.Path(str(path) + "-tasklog")
     original = log.read_bytes()
     lines = original.split(b"\n")
@@ -106,7 +97,7 @@ def test_hostile_lines_never_stop_the_store_from_opening(store, tmp_path, line, 
     import zlib
 
     store.add_task(store.first_id, 5.0, *TASK)
-    path = killed(store, tmp_path)
+    path = copy_as_killed(store, tmp_path)
     log = pathlib.Path(str(path) + "-tasklog")
     if b"%08x" in line:
         body = line.split(b"\t", 1)[1]
@@ -125,7 +116,7 @@ def test_a_log_whose_rows_were_moved_already_is_never_replayed(store, tmp_path):
     stale = pathlib.Path(store.task_log_path).read_bytes()
     store.flush()
     store.delete_tasks([store.first_id])          # the task ran; it must never come back
-    path = killed(store, tmp_path)
+    path = copy_as_killed(store, tmp_path)
     pathlib.Path(str(path) + "-tasklog").write_bytes(stale)
     copy = Store(path)
     assert ids(copy) == [store.direct_id]
@@ -134,7 +125,7 @@ def test_a_log_whose_rows_were_moved_already_is_never_replayed(store, tmp_path):
 
 def test_a_log_newer_than_the_database_is_kept_aside_not_replayed(store, tmp_path, logged):
     store.add_task(store.first_id, 5.0, *TASK)
-    path = killed(store, tmp_path)
+    path = copy_as_killed(store, tmp_path)
     log = pathlib.Path(str(path) + "-tasklog")
     log.write_bytes(log.read_bytes().replace(b"evasync task log 0", b"evasync task log 7"))
     copy = Store(path)
@@ -149,7 +140,7 @@ def test_a_row_whose_id_the_database_has_is_not_replayed(store, tmp_path):
     first_line = log_lines(store)[1] + b"\n"
     store.flush()
     store.add_task(store.first_id + 1, 6.0, *TASK)
-    path = killed(store, tmp_path)
+    path = copy_as_killed(store, tmp_path)
     log = pathlib.Path(str(path) + "-tasklog")
     # The first task's line again, under the log's current generation: a forged or damaged log.
     log.write_bytes(log.read_bytes() + first_line)
@@ -226,7 +217,7 @@ def test_a_forked_child_cannot_log_tasks_into_its_parents_store(store):
 def test_a_runtime_restores_logged_tasks_after_a_kill(tmp_path):
     with VirtualRuntime(db_path=tmp_path / "live.db") as runtime:
         task = delay(30, record, "kept", persistent=True)
-        path = killed(runtime.store, tmp_path)
+        path = copy_as_killed(runtime.store, tmp_path)
     with VirtualRuntime(db_path=path) as again:
         assert again.tasks.load() == 1
         again.advance(30)
@@ -280,7 +271,7 @@ def test_a_header_with_a_huge_generation_never_stops_the_store_from_opening(stor
     # Python refuses to turn more than 4300 digits into an int (ValueError): a forged header
     # must be damage, kept aside, not an exception out of Store().
     store.add_task(store.first_id, 5.0, *TASK)
-    path = killed(store, tmp_path)
+    path = copy_as_killed(store, tmp_path)
     log = pathlib.Path(str(path) + "-tasklog")
     log.write_bytes(log.read_bytes().replace(b"evasync task log 0", b"evasync task log "
                                              + b"9" * 5000))
@@ -315,7 +306,7 @@ def test_a_row_with_an_id_never_handed_out_is_not_replayed(store, tmp_path):
     import zlib
 
     store.add_task(store.first_id, 5.0, *TASK)
-    path = killed(store, tmp_path)
+    path = copy_as_killed(store, tmp_path)
     log = pathlib.Path(str(path) + "-tasklog")
     future = store.next_id_block() * ID_BLOCK + 7
     body = b"%d\t6.0\t%s" % (future, "\t".join(TASK).encode())
