@@ -244,8 +244,8 @@ def _persistent(db_path: str, synchronous: str, backlogs: str) -> dict:
                 evasync.delay(3600 + i, noop, i, "kettle", temperature=90, persistent=True)
             store.flush()
 
-        # Batching's worst case: each add moved into the database on its own, as when a game
-        # adds fewer tasks than one per FLUSH_AFTER seconds.
+        # Batching's worst case: a flush after every add, so each is committed on its own, as
+        # when a game adds fewer tasks than one per FLUSH_AFTER seconds.
         def timed_lone() -> None:
             for i in range(adds):
                 evasync.delay(3600 + i, noop, i, "kettle", temperature=90, persistent=True)
@@ -686,7 +686,7 @@ def _report(rows: list, memory: dict, adds: dict, loads: list, backlog: dict,
                                     f"{int(backlog_n):,} stored)")
             if "lone" in rates:
                 lone.append(f"{1e6 / rates['lone']:.1f} µs against {1e6 / rates['raw']:.1f} "
-                            f"({1e6 / rates['lone'] * rates['raw'] / 1e6:.2f}x; {sync}, "
+                            f"({rates['raw'] / rates['lone']:.2f}x; {sync}, "
                             f"{int(backlog_n):,} stored)")
     checkpoints = []
     for sync, result in adds.items():
@@ -735,7 +735,7 @@ def _report(rows: list, memory: dict, adds: dict, loads: list, backlog: dict,
         "checkpoint only, `delay`'s median time per add is "
         + ", ".join(conservative) + " the floor's.",
         "",
-        "Batching's worst case, each add moved into the database on its own (`delay` then "
+        "Batching's worst case, each add committed on its own (`delay` then "
         "`Store.flush()` for every add, as when a game adds fewer tasks than one per "
         "`FLUSH_AFTER` = 0.1 s, so that nobody waits on the speed of adds), median µs per add "
         "against the floor's: " + ", ".join(lone) + ". The target is judged on adds in a loop, "
